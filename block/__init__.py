@@ -1,0 +1,1 @@
+"""Block layer: block devices (gendisk), bios and their flags, badblocks."""

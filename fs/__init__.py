@@ -1,0 +1,1 @@
+"""Filesystems over pmem: vfs, a small extent-based filesystem, DAX paths (issue 6)."""
