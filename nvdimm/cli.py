@@ -1,0 +1,353 @@
+"""The ``nvdimm`` command: ndctl's verbs on a simulated machine kept in a directory.
+
+Every command loads the machine from ``--machine DIR`` (default ./nvdimm-machine,
+created with the default platform on first use), does its work, and saves it back,
+including stores still in flight in the CPU cache, so a later ``crash`` can lose them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nvdimm import ndctl
+from nvdimm.errors import InvalidArgument, NvdimmError
+from nvdimm.machine import CONFIG_FILE, Machine, MachineConfig
+from nvdimm.units import parse_size
+
+DEFAULT_DIR = Path("nvdimm-machine")
+
+
+def _emit(obj: Any) -> None:
+    if isinstance(obj, str):
+        print(obj)
+    else:
+        print(json.dumps(obj, indent=2))
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _open(args: argparse.Namespace) -> Machine:
+    d: Path = args.machine
+    if not (d / CONFIG_FILE).exists():
+        print(f"nvdimm: creating a default machine in {d}", file=sys.stderr)
+        m = Machine.create(MachineConfig())
+        ndctl_init_all(m)
+        m.save(d)
+        return m
+    return Machine.load(d)
+
+
+def ndctl_init_all(m: Machine, version: str = "1.1") -> None:
+    """Initialise labels on every DIMM that has a label area (regions off, then on)."""
+    for r in m.bus.regions:
+        m.bus.disable_region(r.dev)
+    for d in m.bus.dimms:
+        if d.has_label_area:
+            m.bus.init_labels(d.dev, version=version, force=True)
+    for r in m.bus.regions:
+        m.bus.enable_region(r.dev)
+
+
+# -- commands ----------------------------------------------------------------------------
+
+def cmd_init(args: argparse.Namespace) -> int:
+    d: Path = args.machine
+    if (d / CONFIG_FILE).exists() and not args.force:
+        raise InvalidArgument(f"{d} already holds a machine; use --force to replace it")
+    cfg = MachineConfig(dimms=args.dimms, dimm_size=args.dimm_size, label_size=args.label_size,
+                        interleave=args.interleave, persistence=args.persistence,
+                        tracking=not args.no_crash_tracking, seed=args.seed)
+    m = Machine.create(cfg)
+    if cfg.label_size and not args.no_labels:
+        ndctl_init_all(m, args.label_version)
+    m.save(d)
+    _emit(ndctl.list_(m, dimms=True, regions=True, namespaces=True))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    m = _open(args)
+    _emit(ndctl.list_(m, dimms=args.dimms, regions=args.regions, namespaces=args.namespaces,
+                      verbose=args.verbose, idle=args.idle, media_errors=args.media_errors,
+                      region=args.region, namespace=args.namespace))
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    m = _open(args)
+    out = ndctl.create_namespace(m, region=args.region, mode=args.mode, size=args.size,
+                                 name=args.name or "", uuid=args.uuid,
+                                 sector_size=args.sector_size, map=args.map, align=args.align)
+    m.save(args.machine)
+    _emit(out)
+    return 0
+
+
+def _simple(fn: Callable[..., Any], *names: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        m = _open(args)
+        out = fn(m, *(getattr(args, n) for n in names), **getattr(args, "_kw", {}))
+        m.save(args.machine)
+        _emit(out)
+        return 0
+
+    return run
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    m = _open(args)
+    out = ndctl.destroy_namespace(m, args.namespace, force=args.force)
+    m.save(args.machine)
+    _emit(out)
+    return 0
+
+
+def cmd_init_labels(args: argparse.Namespace) -> int:
+    m = _open(args)
+    out = ndctl.init_labels(m, args.dimm, version=args.label_version, force=args.force)
+    m.save(args.machine)
+    _emit(out)
+    return 0
+
+
+def cmd_read_labels(args: argparse.Namespace) -> int:
+    m = _open(args)
+    _emit(ndctl.read_labels(m, args.dimm))
+    return 0
+
+
+def cmd_region(args: argparse.Namespace) -> int:
+    m = _open(args)
+    names = [r.dev for r in m.bus.regions] if args.region == "all" else [args.region]
+    for n in names:
+        (m.bus.enable_region if args.enable else m.bus.disable_region)(n)
+    m.save(args.machine)
+    _emit(f"{'enabled' if args.enable else 'disabled'} {len(names)} region")
+    return 0
+
+
+def cmd_inject(args: argparse.Namespace) -> int:
+    m = _open(args)
+    out = ndctl.inject_error(m, args.namespace, block=args.block, count=args.count,
+                             notify=not args.no_notify)
+    m.save(args.machine)
+    _emit(out)
+    return 0
+
+
+def cmd_scrub(args: argparse.Namespace) -> int:
+    m = _open(args)
+    out = ndctl.start_scrub(m)
+    m.save(args.machine)
+    _emit(out)
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    m = _open(args)
+    data = ndctl.read_block_device(m, args.device, args.offset, args.length)
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise InvalidArgument("nothing to write: standard input was empty")
+    m = _open(args)
+    n = ndctl.write_block_device(m, args.device, args.offset, data, fua=args.fua,
+                                 sync=args.sync)
+    m.save(args.machine)
+    print(f"wrote {n} bytes to {args.device} at offset {args.offset}", file=sys.stderr)
+    return 0
+
+
+def cmd_crash(args: argparse.Namespace) -> int:
+    from nvdimm.platform.crash import policy_from_name
+
+    m = _open(args)
+    report = m.crash(policy_from_name(args.policy, seed=args.seed))
+    m.boot()
+    m.save(args.machine)
+    _emit(report.to_json())
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    d: Path = args.machine
+    if (d / CONFIG_FILE).exists() and not args.force:
+        raise InvalidArgument(f"{d} already holds a machine; use --force to replace it")
+    m = Machine.import_image(args.image, label_size=args.label_size)
+    m.save(d)
+    _emit(ndctl.list_(m, dimms=True, regions=True, namespaces=True, verbose=True))
+    return 0
+
+
+def cmd_tour(args: argparse.Namespace) -> int:
+    from nvdimm.tour import run_tour
+
+    return run_tour(seed=args.seed, persistence=args.persistence, reveal=not args.quiz)
+
+
+# -- parser --------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nvdimm",
+        description="A libnvdimm-style model of the Linux persistent-memory stack. "
+                    "Manage a simulated machine's NVDIMMs the way ndctl does.")
+    p.add_argument("--machine", type=Path, default=DEFAULT_DIR, metavar="DIR",
+                   help="directory holding the machine (default: ./nvdimm-machine, created "
+                        "with a default platform on first use)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", help="create a machine with NVDIMMs (and initialise labels)")
+    s.add_argument("--dimms", type=int, default=2, help="number of NVDIMMs (default 2)")
+    s.add_argument("--dimm-size", type=_size, default=MachineConfig().dimm_size,
+                   help="pmem capacity per DIMM, e.g. 4G (default 4G); the image file adds "
+                        "the label area")
+    s.add_argument("--label-size", type=_size, default=128 * 1024,
+                   help="label storage area per DIMM (default 128K; 0 = label-less)")
+    s.add_argument("--label-version", choices=["1.1", "1.2"], default="1.1")
+    s.add_argument("--no-labels", action="store_true",
+                   help="leave label areas blank (regions come up label-less)")
+    s.add_argument("--interleave", action="store_true",
+                   help="one region interleaved across all DIMMs instead of one per DIMM")
+    s.add_argument("--persistence", default="adr",
+                   help="persistence domain variant: adr, eadr or flush-hint (default adr)")
+    s.add_argument("--no-crash-tracking", action="store_true",
+                   help="cheaper mode: do not track in-flight stores (crash keeps everything)")
+    s.add_argument("--seed", type=int, default=0, help="seed for uuids and random crashes")
+    s.add_argument("-f", "--force", action="store_true", help="replace an existing machine")
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("list", help="list DIMMs, regions and namespaces as ndctl JSON")
+    s.add_argument("-D", "--dimms", action="store_true", help="include DIMMs")
+    s.add_argument("-R", "--regions", action="store_true", help="include regions")
+    s.add_argument("-N", "--namespaces", action="store_true", help="include namespaces")
+    s.add_argument("-v", "--verbose", action="store_true", help="more attributes")
+    s.add_argument("-i", "--idle", action="store_true", help="include disabled namespaces")
+    s.add_argument("-M", "--media-errors", action="store_true", help="include bad blocks")
+    s.add_argument("-r", "--region", help="only this region")
+    s.add_argument("-n", "--namespace", help="only this namespace")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("create-namespace", help="provision a namespace")
+    s.add_argument("-r", "--region", help="region to allocate from (default: first that fits)")
+    s.add_argument("-m", "--mode", default="fsdax",
+                   choices=["raw", "sector", "fsdax", "devdax"],
+                   help="namespace mode (default fsdax, as ndctl)")
+    s.add_argument("-s", "--size", help="size, e.g. 1G (default: the largest free extent)")
+    s.add_argument("-n", "--name", help="label name (at most 63 bytes)")
+    s.add_argument("-u", "--uuid", help="namespace uuid (default: random, from the seed)")
+    s.add_argument("-l", "--sector-size", type=int, help="sector size (raw: 512 or 4096)")
+    s.add_argument("-M", "--map", choices=["mem", "dev"], help="fsdax: where struct pages live")
+    s.add_argument("-a", "--align", help="fsdax/devdax: mapping alignment (4K, 2M, 1G)")
+    s.set_defaults(func=cmd_create)
+
+    s = sub.add_parser("destroy-namespace", help="destroy a namespace and free its capacity")
+    s.add_argument("namespace", help="namespace (namespace0.0) or block device (pmem0)")
+    s.add_argument("-f", "--force", action="store_true", help="destroy even if active")
+    s.set_defaults(func=cmd_destroy)
+
+    for verb, fn in (("enable-namespace", ndctl.enable_namespace),
+                     ("disable-namespace", ndctl.disable_namespace)):
+        s = sub.add_parser(verb, help=f"{verb.split('-')[0]} a namespace")
+        s.add_argument("namespace", help="namespace (namespace0.0)")
+        s.set_defaults(func=_simple(fn, "namespace"))
+
+    for verb, enable in (("enable-region", True), ("disable-region", False)):
+        s = sub.add_parser(verb, help=f"{verb.split('-')[0]} a region and its namespaces")
+        s.add_argument("region", help="region (region0) or 'all'")
+        s.set_defaults(func=cmd_region, enable=enable)
+
+    s = sub.add_parser("init-labels", help="write empty label index blocks to DIMMs")
+    s.add_argument("dimm", nargs="?", default="all", help="DIMM (nmem0) or 'all'")
+    s.add_argument("-V", "--label-version", choices=["1.1", "1.2"], default="1.1")
+    s.add_argument("-f", "--force", action="store_true", help="erase existing labels")
+    s.set_defaults(func=cmd_init_labels)
+
+    s = sub.add_parser("read-labels", help="dump label areas as ndctl JSON")
+    s.add_argument("dimm", nargs="?", default="all", help="DIMM (nmem0) or 'all'")
+    s.add_argument("-j", "--json", action="store_true", help="JSON output (always on)")
+    s.set_defaults(func=cmd_read_labels)
+
+    s = sub.add_parser("inject-error", help="poison blocks of a namespace (ARS inject)")
+    s.add_argument("namespace")
+    s.add_argument("-B", "--block", type=_int, required=True, help="first 512-byte block")
+    s.add_argument("-n", "--count", type=_int, default=1, help="number of blocks (default 1)")
+    s.add_argument("-N", "--no-notify", action="store_true",
+                   help="do not tell the kernel (the error shows up after a scrub)")
+    s.set_defaults(func=cmd_inject)
+
+    s = sub.add_parser("start-scrub", help="address range scrub: refresh bad blocks")
+    s.set_defaults(func=cmd_scrub)
+
+    s = sub.add_parser("read", help="read bytes from a block device to stdout")
+    s.add_argument("device", help="block device (pmem0) or namespace")
+    s.add_argument("--offset", type=_size, default=0, help="byte offset (default 0)")
+    s.add_argument("--length", type=_size, required=True, help="bytes to read")
+    s.set_defaults(func=cmd_read)
+
+    s = sub.add_parser("write", help="write bytes from stdin to a block device")
+    s.add_argument("device", help="block device (pmem0) or namespace")
+    s.add_argument("--offset", type=_size, default=0, help="byte offset (default 0)")
+    s.add_argument("--fua", action="store_true", help="forced unit access: durable on return")
+    s.add_argument("--sync", action="store_true", help="send a cache flush afterwards")
+    s.set_defaults(func=cmd_write)
+
+    s = sub.add_parser("crash", help="cut the power: see what survives, then boot again")
+    s.add_argument("--policy", default="random", choices=["nothing", "everything", "random"],
+                   help="what in-flight stores survive (default random)")
+    s.add_argument("--seed", type=int, default=0, help="seed for the random policy")
+    s.set_defaults(func=cmd_crash)
+
+    s = sub.add_parser("import-image", help="adopt a QEMU nvdimm backing file as a machine")
+    s.add_argument("image", type=Path)
+    s.add_argument("--label-size", type=_size, default=128 * 1024,
+                   help="label area at the end of the file (default 128K; 0 = none)")
+    s.add_argument("-f", "--force", action="store_true", help="replace an existing machine")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("tour", help="follow one write through every layer, crash, reboot")
+    s.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+    s.add_argument("--persistence", default="adr", help="adr, eadr or flush-hint")
+    s.add_argument("--quiz", action="store_true",
+                   help="ask what survives before revealing it")
+    s.set_defaults(func=cmd_tour)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc: int = args.func(args)
+        return rc
+    except NvdimmError as e:
+        print(f"nvdimm {args.command}: error: {e.message}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The admin tool: ndctl's verbs over a :class:`~nvdimm.machine.Machine`, returning the
+JSON ndctl would print (same keys, same shapes), for the CLI and for scripts.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Any
+
+from nvdimm import label as labelmod
+from nvdimm.errors import InvalidArgument
+from nvdimm.machine import Machine
+from nvdimm.namespace import Namespace
+from nvdimm.units import SECTOR_SIZE, human_size, parse_size
+
+JSON = Any
+
+
+def _one_or_list(items: list[Any]) -> Any:
+    # ndctl prints a lone object without the enclosing array.
+    return items[0] if len(items) == 1 else items
+
+
+def _namespaces(machine: Machine, region: Any, include_idle: bool) -> list[Namespace]:
+    # ndctl walks namespaces newest first (the order sysfs hands them out).
+    out = [ns for ns in reversed(region.namespaces) if ns.enabled or include_idle]
+    return out
+
+
+def namespace_json(ns: Namespace, *, verbose: bool = False, media_errors: bool = False,
+                   human: bool = False) -> dict[str, Any]:
+    out = ns.to_json(verbose=verbose)
+    if not verbose:
+        out.pop("raw_uuid", None)
+    if human and isinstance(out.get("size"), int):
+        out["size"] = human_size(out["size"])
+    if media_errors:
+        bbs = []
+        dev = ns.device
+        bb = getattr(dev, "badblocks_json", None)
+        if bb is not None:
+            bbs = bb()
+        out["badblock_count"] = sum(b["length"] for b in bbs)
+        if bbs:
+            out["badblocks"] = bbs
+    return out
+
+
+def list_(machine: Machine, *, dimms: bool = False, regions: bool = False,
+          namespaces: bool = False, verbose: bool = False, idle: bool = False,
+          media_errors: bool = False, region: str | None = None,
+          namespace: str | None = None) -> JSON:
+    """ndctl list [-D] [-R] [-N] [-v] [-i] [-M] [-r REGION] [-n NAMESPACE]."""
+    bus = machine.bus
+    if not (dimms or regions or namespaces):
+        namespaces = True
+    regs = [bus.region(region)] if region else bus.regions
+    ns_filter = (lambda ns: ns.dev == namespace) if namespace else (lambda ns: True)
+
+    def ns_list(r: Any) -> list[dict[str, Any]]:
+        return [namespace_json(ns, verbose=verbose, media_errors=media_errors)
+                for ns in _namespaces(machine, r, idle) if ns_filter(ns)]
+
+    if regions:
+        rlist = []
+        for r in regs:
+            rj = r.to_json(verbose=verbose)
+            if namespaces:
+                nl = ns_list(r)
+                if nl:
+                    rj["namespaces"] = nl
+            rlist.append(rj)
+        if dimms:
+            return {"dimms": [d.to_json() for d in bus.dimms], "regions": rlist}
+        return _one_or_list(rlist)
+    if dimms and not namespaces:
+        return _one_or_list([d.to_json() for d in bus.dimms])
+    nl = [n for r in regs for n in ns_list(r)]
+    if dimms:
+        return {"dimms": [d.to_json() for d in bus.dimms], "namespaces": nl}
+    return _one_or_list(nl)
+
+
+def create_namespace(machine: Machine, *, region: str | None = None, mode: str = "fsdax",
+                     size: str | int | None = None, name: str = "", uuid: str | None = None,
+                     sector_size: int | None = None, map: str | None = None,
+                     align: str | int | None = None) -> JSON:
+    """ndctl create-namespace; returns the new namespace as ndctl prints it."""
+    personality: dict[str, Any] = {}
+    if map is not None:
+        if map not in ("mem", "dev"):
+            raise InvalidArgument(f"--map must be 'mem' or 'dev', not {map!r}")
+        personality["map"] = map
+    if align is not None:
+        personality["align"] = parse_size(align)
+    if mode in ("raw", "sector") and personality:
+        raise InvalidArgument(f"--map and --align apply to fsdax and devdax, not {mode}")
+    try:
+        uid = uuidlib.UUID(uuid) if uuid else None
+    except ValueError:
+        raise InvalidArgument(f"not a uuid: {uuid!r}") from None
+    ns = machine.bus.create_namespace(
+        region=region, mode=mode, size=parse_size(size) if size is not None else None,
+        name=name, uuid=uid, sector_size=sector_size, **personality)
+    return namespace_json(ns, human=True)
+
+
+def destroy_namespace(machine: Machine, dev: str, *, force: bool = False) -> str:
+    machine.bus.destroy_namespace(dev, force=force)
+    return "destroyed 1 namespace"
+
+
+def enable_namespace(machine: Machine, dev: str) -> str:
+    machine.bus.enable_namespace(dev)
+    return "enabled 1 namespace"
+
+
+def disable_namespace(machine: Machine, dev: str) -> str:
+    machine.bus.disable_namespace(dev)
+    return "disabled 1 namespace"
+
+
+def _dimm_names(machine: Machine, dimm: str) -> list[str]:
+    return [d.dev for d in machine.bus.dimms] if dimm == "all" else [dimm]
+
+
+def init_labels(machine: Machine, dimm: str = "all", *, version: str = "1.1",
+                force: bool = False) -> str:
+    """ndctl init-labels; like ndctl, the regions on those DIMMs must be disabled first.
+    ``disable_regions=True`` in the CLI does disable/enable around it for convenience."""
+    names = _dimm_names(machine, dimm)
+    for n in names:  # validate every DIMM before writing any
+        d = machine.bus.dimm(n)
+        if not d.has_label_area:
+            raise InvalidArgument(f"{d.dev} has no label area")
+    for n in names:
+        machine.bus.init_labels(n, version=version, force=force)
+    return f"initialized {len(names)} nmem"
+
+
+def read_labels(machine: Machine, dimm: str = "all") -> JSON:
+    out = []
+    for n in _dimm_names(machine, dimm):
+        d = machine.bus.dimm(n)
+        if not d.has_label_area:
+            continue
+        j = labelmod.read_labels_json(d.label_storage())
+        out.append({"dev": d.dev, **j})
+    return _one_or_list(out)
+
+
+def inject_error(machine: Machine, dev: str, *, block: int, count: int = 1,
+                 notify: bool = True) -> JSON:
+    """ndctl inject-error: poison ``count`` 512-byte blocks at ``block`` of a namespace."""
+    ns = machine.bus.namespace(dev)
+    if block < 0 or count <= 0:
+        raise InvalidArgument("--block must be >= 0 and --count > 0")
+    if (block + count) * SECTOR_SIZE > ns.size:
+        raise InvalidArgument(f"blocks [{block}, {block + count}) are beyond {ns.dev}'s "
+                              f"{ns.size // SECTOR_SIZE} blocks")
+    spa = ns.spa + block * SECTOR_SIZE
+    machine.platform.inject_error(spa, count * SECTOR_SIZE)
+    if notify:
+        machine.bus.add_badrange(spa, count * SECTOR_SIZE)
+    return {"dev": ns.dev, "block": block, "count": count, "notified": notify}
+
+
+def start_scrub(machine: Machine) -> JSON:
+    found = machine.bus.scrub()
+    return {"scrubbed": [r.dev for r in machine.bus.regions], "records": found}
+
+
+def read_block_device(machine: Machine, dev: str, offset: int, length: int) -> bytes:
+    return bytes(machine.block_device(dev).read(offset, length))
+
+
+def write_block_device(machine: Machine, dev: str, offset: int, data: bytes, *,
+                       fua: bool = False, sync: bool = False) -> int:
+    bdev = machine.block_device(dev)
+    bdev.write(offset, data, fua=fua)
+    if sync:
+        bdev.flush()
+    return len(data)
