@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from block.genhd import Gendisk
 from nvdimm.bus import NvdimmBus
 from nvdimm.claim import DriverRegistry
 from nvdimm.errors import InvalidArgument, NotFound
@@ -149,13 +150,15 @@ class Machine:
 
     # -- devices ------------------------------------------------------------------------
 
-    def block_device(self, name: str) -> Any:
+    def block_device(self, name: str) -> Gendisk:
         """A block device by name (``pmem0``) or by its namespace (``namespace0.0``)."""
         ns = self.bus.namespace(name)
-        if ns.device is None or not ns.enabled:
+        disk = getattr(ns.device, "disk", None)
+        if disk is None or not ns.enabled:
             raise NotFound(f"{ns.dev} has no active block device (mode {ns.mode}, "
                            f"{'enabled' if ns.enabled else 'disabled'})")
-        return ns.device
+        assert isinstance(disk, Gendisk)
+        return disk
 
     # -- directory form ------------------------------------------------------------------
 

@@ -170,14 +170,38 @@ def start_scrub(machine: Machine) -> JSON:
     return {"scrubbed": [r.dev for r in machine.bus.regions], "records": found}
 
 
+def _block_span(bdev: Any, offset: int, length: int) -> tuple[int, int]:
+    if offset < 0 or length < 0 or offset + length > bdev.size:
+        raise InvalidArgument(f"{bdev.name}: [{offset}, {offset + length}) is outside its "
+                              f"{bdev.size} bytes")
+    lbs = bdev.logical_block_size
+    start = offset - offset % lbs
+    end = -(-(offset + length) // lbs) * lbs
+    return start, end
+
+
 def read_block_device(machine: Machine, dev: str, offset: int, length: int) -> bytes:
-    return bytes(machine.block_device(dev).read(offset, length))
+    """Read any byte range: whole blocks are read and the range is cut out of them."""
+    bdev = machine.block_device(dev)
+    if length == 0:
+        return b""
+    start, end = _block_span(bdev, offset, length)
+    data = bdev.read(start, end - start)
+    return bytes(data[offset - start:offset - start + length])
 
 
 def write_block_device(machine: Machine, dev: str, offset: int, data: bytes, *,
                        fua: bool = False, sync: bool = False) -> int:
+    """Write any byte range. Partial blocks are read, patched and written back whole,
+    as a buffered write through the page cache would (the block device itself only
+    takes whole blocks)."""
     bdev = machine.block_device(dev)
-    bdev.write(offset, data, fua=fua)
+    start, end = _block_span(bdev, offset, len(data))
+    if (start, end) != (offset, offset + len(data)):
+        buf = bytearray(bdev.read(start, end - start))
+        buf[offset - start:offset - start + len(data)] = data
+        data = bytes(buf)
+    bdev.write(start, data, fua=fua)
     if sync:
         bdev.flush()
-    return len(data)
+    return end - start
