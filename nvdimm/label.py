@@ -19,6 +19,7 @@ request (bad field, no free slot) leaves the area untouched. The layout itself
 
 from __future__ import annotations
 
+import re
 import uuid as uuidlib
 from typing import Any, Literal, Protocol
 
@@ -50,6 +51,7 @@ Writer = Literal["ndctl", "kernel"]
 
 _NEXT_SEQ = (0, 2, 3, 1)  # 1 -> 2 -> 3 -> 1; 0 is never valid
 _SEQ_MASK = 3
+_SLOT_PROBLEM = re.compile(r"slot (\d+):")
 
 
 class LabelStorage(Protocol):
@@ -209,7 +211,7 @@ class LabelArea:
         for i in (0, 1):
             # Report each block's failure under the label size it claims, if probed.
             reasons = [a[3][i] for a in attempts if a[2][i].label_size == a[0]]
-            area.problems.append(f"index{i}: {(reasons or why)[0]}")
+            area.problems.append(f"index{i}: {(reasons or [why[i]])[0]}")
         area.problems.append("no valid index block: the DIMM has no labels")
         return area
 
@@ -472,9 +474,13 @@ class LabelArea:
         for off, data in writes:
             lsa.write(off, data)
             self.image[off:off + len(data)] = data
-        for a in ("label_size", "index_size", "index", "index_valid", "current", "labels",
-                  "problems"):
+        for a in ("label_size", "index_size", "index", "index_valid", "current", "labels"):
             setattr(self, a, getattr(staged, a))
+        # After any write both index blocks are valid; a bad label is still worth
+        # mentioning while the current index keeps its slot in use.
+        cur = self.current_index
+        self.problems = [p for p in staged.problems
+                         if (m := _SLOT_PROBLEM.match(p)) and cur and not cur.is_free(int(m[1]))]
 
     # -- ndctl read-labels -j ----------------------------------------------------------
 

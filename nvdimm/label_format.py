@@ -350,12 +350,13 @@ class NamespaceLabel:
         type_guid = abstraction_guid = NULL_GUID
         checksum = 0
         if label_size == LABEL_SIZE_V11:
-            fields = _LABEL_V11.unpack_from(buf)
+            head = _LABEL_V11.unpack_from(buf)
         else:
-            *fields, tg, ag, checksum = _LABEL_V12.unpack_from(buf)
+            full = _LABEL_V12.unpack_from(buf)
+            head, (tg, ag, checksum) = full[:-3], full[-3:]
             type_guid, abstraction_guid = uuidlib.UUID(bytes_le=tg), uuidlib.UUID(bytes_le=ag)
         (uid, name, flags, nlabel, position, isetcookie, lbasize, dpa, rawsize, slot,
-         align) = fields
+         align) = head
         return cls(uuid=uuidlib.UUID(bytes=uid),
                    name=name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),
                    flags=flags, nlabel=nlabel, position=position, isetcookie=isetcookie,
