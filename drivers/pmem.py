@@ -152,10 +152,11 @@ class PmemDevice:
                 self.flush()
             elif bio.op == ReqOp.READ:
                 data = self.do_read(bio.sector, bio.length)
-                if bio.data is None:
-                    bio.data = bytearray(data)
+                buf = bio.data
+                if isinstance(buf, (bytearray, memoryview)):
+                    buf[:] = data
                 else:
-                    bio.data[:] = data
+                    bio.data = bytearray(data)
             elif bio.op == ReqOp.WRITE:
                 assert bio.data is not None
                 self.do_write(bio.sector, bio.data, bio.flags)

@@ -51,12 +51,11 @@ class NvdimmBus:
         self.regions = []
         for r in table.ranges:
             dimms = [self.dimms[m.dimm] for m in r.mappings]
-            recs11 = [(m.dpa, self.dimms[m.dimm].info.serial) for m in r.mappings]
-            recs12 = [(m.dpa, d.info.serial, d.info.vendor_id, d.info.manufacturing_date,
-                       d.info.manufacturing_location)
-                      for m, d in zip(r.mappings, dimms, strict=True)]
-            region = Region(self, r.index, r, dimms, iset_cookie_v11(recs11),
-                            iset_cookie_v12(recs12))
+            recs = [(m.dpa, d.info.serial, d.info.vendor_id, d.info.manufacturing_date,
+                     d.info.manufacturing_location)
+                    for m, d in zip(r.mappings, dimms, strict=True)]
+            region = Region(self, r.index, r, dimms, iset_cookie_v11(recs),
+                            iset_cookie_v12(recs))
             self.regions.append(region)
             self._scan_region(region)
         self.scrub()
@@ -68,7 +67,7 @@ class NvdimmBus:
         """Namespaces from labels; a region without a valid index on every DIMM is
         label-less and gets one io namespace spanning it (as Linux does)."""
         region.namespaces = []
-        areas = []
+        areas: list[labelmod.LabelArea] = []
         for d in region.dimms:
             area = labelmod.LabelArea.load(d.label_storage()) if d.has_label_area else None
             if area is None or not area.valid:

@@ -69,7 +69,7 @@ class Driver(Protocol):
         ...
 
 
-def detect_mode(read: "ReadFn") -> str | None:
+def detect_mode(read: ReadFn) -> str | None:
     """Which personality's signature is at the start of a namespace, in probe order."""
     for sig in SIGNATURES:
         for off in sig.offsets:

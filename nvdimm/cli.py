@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from nvdimm import ndctl
 from nvdimm.errors import InvalidArgument, NvdimmError
 from nvdimm.machine import CONFIG_FILE, Machine, MachineConfig
@@ -63,6 +65,13 @@ def ndctl_init_all(m: Machine, version: str = "1.1") -> None:
             m.bus.init_labels(d.dev, version=version, force=True)
     for r in m.bus.regions:
         m.bus.enable_region(r.dev)
+
+
+def crash_report_json(report: Any) -> dict[str, Any]:
+    out = attrs.asdict(report)
+    out["lost"] = [hex(a) for a in report.lost]
+    out["torn"] = [hex(a) for a in report.torn]
+    return out
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -187,7 +196,7 @@ def cmd_crash(args: argparse.Namespace) -> int:
     report = m.crash(policy_from_name(args.policy, seed=args.seed))
     m.boot()
     m.save(args.machine)
-    _emit(report.to_json())
+    _emit(crash_report_json(report))
     return 0
 
 

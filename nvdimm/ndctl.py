@@ -11,7 +11,7 @@ from nvdimm import label as labelmod
 from nvdimm.errors import InvalidArgument
 from nvdimm.machine import Machine
 from nvdimm.namespace import Namespace
-from nvdimm.units import SECTOR_SIZE, human_size, parse_size
+from nvdimm.units import SECTOR_SIZE, json_size, parse_size
 
 JSON = Any
 
@@ -32,8 +32,9 @@ def namespace_json(ns: Namespace, *, verbose: bool = False, media_errors: bool =
     out = ns.to_json(verbose=verbose)
     if not verbose:
         out.pop("raw_uuid", None)
-    if human and isinstance(out.get("size"), int):
-        out["size"] = human_size(out["size"])
+    size = out.get("size")
+    if human and isinstance(size, int):
+        out["size"] = json_size(size)
     if media_errors:
         bbs = []
         dev = ns.device

@@ -15,7 +15,7 @@ import attrs
 
 from nvdimm.errors import InvalidArgument, NoSpace
 from nvdimm.platform.nfit import SpaRange
-from nvdimm.units import MiB, PAGE_SIZE, align_down, align_up, human_size
+from nvdimm.units import PAGE_SIZE, MiB, align_down, align_up, human_size
 
 if TYPE_CHECKING:
     from nvdimm.bus import NvdimmBus

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from nvdimm.seams import define_seam
 
 
-def _importer(*modules: str) -> "object":
+def _importer(*modules: str) -> object:
     def load() -> None:
         for m in modules:
             importlib.import_module(m)
@@ -16,13 +17,16 @@ def _importer(*modules: str) -> "object":
 
 
 def declare() -> None:
-    from nvdimm.platform.persistence import PersistenceRule
-
-    define_seam(
+    # Seams are declared before their contract modules are imported: importing a
+    # contract module runs its variants' @variant decorators, which need the seam.
+    persistence = define_seam(
         "persistence",
         between="CPU, memory controller and media",
-        contract=PersistenceRule,
+        contract=None,
         default="adr",
         doc="When does a store that is visible to loads become durable across power loss?",
-        loader=_importer("nvdimm.platform.persistence"),  # type: ignore[arg-type]
+        loader=_importer("nvdimm.platform.persistence"),
     )
+    from nvdimm.platform.persistence import PersistenceRule
+
+    persistence.contract = PersistenceRule

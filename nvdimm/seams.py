@@ -107,7 +107,8 @@ def all_seams() -> list[Seam]:
     return list(_SEAMS.values())
 
 
-def variant(seam_name: str, name: str, *, history: str, tradeoffs: str) -> Callable[[type[T]], type[T]]:
+def variant(seam_name: str, name: str, *, history: str,
+            tradeoffs: str) -> Callable[[type[T]], type[T]]:
     """Class decorator registering a variant of ``seam_name`` under ``name``."""
 
     def register(cls: type[T]) -> type[T]:
@@ -115,7 +116,8 @@ def variant(seam_name: str, name: str, *, history: str, tradeoffs: str) -> Calla
         try:
             s = _SEAMS[seam_name]
         except KeyError:
-            raise InvalidArgument(f"cannot register variant {name!r}: no seam {seam_name!r}") from None
+            raise InvalidArgument(
+                f"cannot register variant {name!r}: no seam {seam_name!r}") from None
         s.variants[name] = VariantInfo(seam_name, name, cls, history.strip(), tradeoffs.strip())
         cls.variant_name = name  # type: ignore[attr-defined]
         return cls

@@ -91,7 +91,8 @@ def run_tour(*, seed: int = 1, persistence: str = "adr", reveal: bool = True,
         dimms = ", ".join(d.dev for d in r.dimms)
         pr.p(f"   {r.dev}: [{dimms}] at {r.spa.base:#x}, {human_size(r.size)}, "
              f"{r.namespaces[0].dev} is label-less until labels exist")
-    pr.p(f"Persistence domain: {persistence} ({rule_info.cls.__doc__.strip().splitlines()[0]})")
+    summary = (rule_info.cls.__doc__ or rule_info.history).strip().splitlines()[0]
+    pr.p(f"Persistence domain: {persistence} ({summary})")
 
     pr.h("Labels: ndctl init-labels, then create-namespace -m raw -s 256M")
     seq = m.trace.last_seq

@@ -37,37 +37,45 @@ def parse_size(text: str | int) -> int:
     if not m:
         raise InvalidArgument(f"not a size: {text!r} (expected a number with an optional "
                               "K, M, G, T or P suffix, e.g. 16G)")
-    number, suffix = m.group(1), m.group(2).upper()
+    number, suffix = str(m.group(1)), str(m.group(2)).upper()
     mult = _SUFFIX[suffix]
     if "." in number:
         whole, frac = number.split(".")
-        num = int(whole) * mult + (int(frac) * mult) // (10 ** len(frac))
-        if (int(frac) * mult) % (10 ** len(frac)):
+        scale: int = 10 ** len(frac)
+        num = int(whole) * mult + (int(frac) * mult) // scale
+        if (int(frac) * mult) % scale:
             raise InvalidArgument(f"size {text!r} is not a whole number of bytes")
         return num
     return int(number) * mult
 
 
 def human_size(n: int) -> str:
-    """ndctl's human form: ``"240.00 MiB (251.66 MB)"``."""
-    if n < KiB:
-        return f"{n}"
-    for unit, scale, dec_unit, dec_scale in (
-        ("EiB", 1 << 60, "EB", 10**18),
-        ("PiB", 1 << 50, "PB", 10**15),
-        ("TiB", TiB, "TB", 10**12),
-        ("GiB", GiB, "GB", 10**9),
-        ("MiB", MiB, "MB", 10**6),
-        ("KiB", KiB, "KB", 10**3),
-    ):
-        if n >= scale:
-            dec_u, dec_s = dec_unit, dec_scale
-            if n < dec_s:  # e.g. 1000 <= n < 1024: decimal unit one step down
-                dec_u, dec_s = {"EB": ("PB", 10**15), "PB": ("TB", 10**12),
-                                "TB": ("GB", 10**9), "GB": ("MB", 10**6),
-                                "MB": ("KB", 10**3), "KB": ("B", 1)}[dec_unit]
-            return f"{n / scale:.2f} {unit} ({n / dec_s:.2f} {dec_u})"
-    return f"{n}"  # pragma: no cover - unreachable
+    """ndctl's human form, e.g. ``"240.00 MiB (251.66 MB)"``.
+
+    ndctl borrows mdadm's brief format: binary and decimal side by side, in MiB/MB
+    below 2 GiB and GiB/GB above (never TiB), rounded half-up in hundredths. Sizes
+    under 5000 KiB are printed as plain numbers.
+    """
+    if n < 5000 * KiB:
+        return str(n)
+    if n < 2 * GiB:
+        c_bin = (n * 200 // MiB + 1) // 2
+        c_dec = (n // (10**6 // 200) + 1) // 2
+        units = ("MiB", "MB")
+    else:
+        c_bin = (n * 200 // GiB + 1) // 2
+        c_dec = (n // (10**9 // 200) + 1) // 2
+        units = ("GiB", "GB")
+    return (f"{c_bin // 100}.{c_bin % 100:02d} {units[0]} "
+            f"({c_dec // 100}.{c_dec % 100:02d} {units[1]})")
+
+
+def json_size(n: int, human: bool = True) -> int | str:
+    """A size as ndctl puts it in JSON: a number, or with ``human`` the brief text
+    (still a number below 5000 KiB)."""
+    if not human or n < 5000 * KiB:
+        return n
+    return human_size(n)
 
 
 def align_down(x: int, a: int) -> int:

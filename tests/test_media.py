@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,7 +69,7 @@ def test_rangeset_matches_a_set_of_integers(ops):
     covered = {x for s, n in rs for x in range(s, s + n)}
     assert covered == ref
     pieces = list(rs)
-    for (s1, n1), (s2, _) in zip(pieces, pieces[1:], strict=False):
+    for (s1, n1), (s2, _) in itertools.pairwise(pieces):
         assert s1 + n1 < s2  # sorted, disjoint, merged
     for x in range(0, 370, 7):
         assert rs.overlaps(x, 5) == bool(ref & set(range(x, x + 5)))

@@ -31,3 +31,10 @@ def test_alignment_helpers_bracket_the_value(x, a):
     assert align_down(x, a) <= x <= align_up(x, a)
     assert align_down(x, a) % a == 0 and align_up(x, a) % a == 0
     assert align_up(x, a) - align_down(x, a) in (0, a)
+
+
+def test_human_size_uses_mib_below_2gib_and_gib_above_like_ndctl():
+    assert human_size(1536 * MiB) == "1536.00 MiB (1610.61 MB)"
+    assert human_size(4 * GiB) == "4.00 GiB (4.29 GB)"
+    assert human_size(64 << 40) == "65536.00 GiB (70368.74 GB)"
+    assert human_size(4096) == "4096"  # below 5000 KiB ndctl prints the number

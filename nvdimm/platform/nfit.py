@@ -121,7 +121,8 @@ def build_table(*, dimms: int, dimm_size: int, label_size: int,
             f"label size {label_size} must be 0 (label-less) or a power of two of at "
             "least 128K (QEMU's minimum)")
     if interleave and not is_power_of_2(dimms):
-        raise InvalidArgument(f"an interleave set needs a power-of-two number of DIMMs, not {dimms}")
+        raise InvalidArgument(
+            f"an interleave set needs a power-of-two number of DIMMs, not {dimms}")
     infos = tuple(
         DimmInfo(index=i, handle=i + 1, phys_id=i, serial=QEMU_SERIAL_BASE + i,
                  capacity=dimm_size, label_size=label_size)

@@ -263,7 +263,7 @@ class PendingStore:
     stage: Stage
 
 
-@attrs.define(slots=True)
+@attrs.define(slots=True, eq=False)
 class PersistenceDomain:
     """The CPU caches and memory controller in front of ``backend``, under ``rule``.
 
@@ -274,17 +274,18 @@ class PersistenceDomain:
     backend: Backend
     rule: PersistenceRule
     _tracking: bool = attrs.field(default=True, alias="tracking")
-    metrics: Metrics | None = None
-    trace: Trace | None = None
+    metrics: Metrics | None = attrs.field(default=None, repr=False)
+    trace: Trace | None = attrs.field(default=None, repr=False)
     size: int | None = attrs.field(default=None, kw_only=True)
-    _pages: dict[int, list[_Rec]] = attrs.field(init=False, factory=dict)
-    _wb_pages: set[int] = attrs.field(init=False, factory=set)  # records awaiting a fence
-    _wpq_pages: set[int] = attrs.field(init=False, factory=set)  # awaiting a flush hint
-    _seq: int = attrs.field(init=False, default=0)
-    _epoch: int = attrs.field(init=False, default=0)
-    _cached_at: int = attrs.field(init=False, default=0)
-    _nt_at: int = attrs.field(init=False, default=0)
-    _fence_is_enough: bool = attrs.field(init=False, default=True)
+    # pending records by 4 KiB page number, each list in program order
+    _pages: dict[int, list[_Rec]] = attrs.field(init=False, factory=dict, repr=False)
+    _wb_pages: set[int] = attrs.field(init=False, factory=set, repr=False)  # await a fence
+    _wpq_pages: set[int] = attrs.field(init=False, factory=set, repr=False)  # await a hint
+    _seq: int = attrs.field(init=False, default=0, repr=False)
+    _epoch: int = attrs.field(init=False, default=0, repr=False)  # bumps on every change
+    _cached_at: int = attrs.field(init=False, default=0, repr=False)
+    _nt_at: int = attrs.field(init=False, default=0, repr=False)
+    _fence_is_enough: bool = attrs.field(init=False, default=True, repr=False)
 
     def __attrs_post_init__(self) -> None:
         stages = set(Stage)
