@@ -158,8 +158,11 @@ class NvdimmBus:
             if ns.dev == name or (ns.device is not None
                                   and getattr(ns.device, "name", None) == name):
                 return ns
+        idle = [ns.dev for ns in self.namespaces() if not ns.enabled]
+        hint = (f" (disabled namespaces have no block device: {', '.join(idle)})"
+                if idle else "")
         raise NotFound(f"no namespace or block device {name!r}; namespaces: "
-                       f"{', '.join(ns.dev for ns in self.namespaces()) or 'none'}")
+                       f"{', '.join(ns.dev for ns in self.namespaces()) or 'none'}{hint}")
 
     # -- namespace lifecycle ------------------------------------------------------
 

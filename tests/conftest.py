@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+
+from nvdimm.machine import Machine, MachineConfig
+from nvdimm.units import KiB, MiB
+
+# The QEMU DIMM the golden images were made on: a 256 MiB file with a 128 KiB label area.
+QEMU_CAPACITY = 256 * MiB - 128 * KiB
+
+
+def labelled_machine(**kw: object) -> Machine:
+    """A booted machine whose DIMMs carry freshly initialised v1.1 labels."""
+    version = str(kw.pop("label_version", "1.1"))
+    cfg = MachineConfig(**{"dimms": 1, "dimm_size": QEMU_CAPACITY, **kw})  # type: ignore[arg-type]
+    m = Machine.create(cfg)
+    for r in m.bus.regions:
+        m.bus.disable_region(r.dev)
+    for d in m.bus.dimms:
+        m.bus.init_labels(d.dev, version=version)
+    for r in m.bus.regions:
+        m.bus.enable_region(r.dev)
+    return m
+
+
+@pytest.fixture
+def machine() -> Machine:
+    return labelled_machine()
