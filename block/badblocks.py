@@ -265,7 +265,8 @@ class BadBlocks:
                 self.count += 1
             s += take
         if self.count:
-            self._combine(lo - 1, i + 1)
+            # i + 1 may be the kept tail of an overwritten entry, itself next to i + 2
+            self._combine(lo - 1, i + 2)
         return ok
 
     def _overwrite(self, i: int, s: int, stop: int) -> bool:
@@ -300,6 +301,7 @@ class BadBlocks:
                 lens.insert(j, end_p - e)
                 acks.insert(j, acks[p])
                 self.count += 1
+                self._combine(p - 1, j + 1)
                 return True
             lens[p] = s - starts[p]  # cut the tail of the entry straddling s
         k = j

@@ -186,7 +186,7 @@ class Gendisk:
         try:
             data = do_read(sector, length)
         except NvdimmError as exc:
-            self._error(exc, "read", sector, length)
+            self._error(exc, "read", sector, length, self._k_reads)
             raise
         m = self.metrics
         if m is not None:
@@ -225,14 +225,14 @@ class Gendisk:
         try:
             do_write(sector, data, flags)
         except NvdimmError as exc:
-            self._error(exc, "write", sector, n)
+            self._error(exc, "write", sector, n, self._k_writes)
             raise
         m = self.metrics
         if m is not None:
             c = m.c
             c[self._k_writes] += 1
             c["block.bytes_written"] += n
-            if flags & PREFLUSH:
+            if flags and flags & PREFLUSH:
                 c["block.flushes"] += 1
 
     def flush(self) -> None:
@@ -350,8 +350,10 @@ class Gendisk:
                             sector=bio.sector, len=bio.length, status=status)
         return status
 
-    def _error(self, exc: NvdimmError, op: str, sector: int, length: int) -> None:
+    def _error(self, exc: NvdimmError, op: str, sector: int, length: int, key: str) -> None:
         if self.metrics is not None:
+            # a failed I/O still counts as one, as in diskstats; its bytes do not
+            self.metrics.c[key] += 1
             self.metrics.c["block.errors"] += 1
         if self.trace.on:
             self.trace.emit("block.error", disk=self.name, op=op, sector=sector,
