@@ -338,8 +338,13 @@ def count_images(lines: list[PendingLine], read: BaseReader) -> int:
 
 def enumerate_images(lines: list[PendingLine], read: BaseReader, *, owner: int, epoch: int,
                      limit: int | None = None) -> Iterator[CrashImage]:
-    """Every distinct crash image, in a fixed order: the first keeps nothing pending, the
-    last keeps everything; the last line varies fastest (``itertools.product`` order)."""
+    """Every distinct crash image, in a fixed order.
+
+    Each line's outcomes are ordered by the shortest prefix that gives them, and lines
+    combine in ``itertools.product`` order (the last line varies fastest). So the first
+    image is what :class:`KeepNothing` leaves; what :class:`KeepEverything` leaves is
+    the last image unless a line's stores put back content it had before (its outcome
+    is then listed under the shorter prefix)."""
     options = line_options(lines, read)
     patch_table = [{k: line.prefix_patches(k) for k in opts}
                    for line, opts in zip(lines, options, strict=True)]

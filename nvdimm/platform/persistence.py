@@ -31,11 +31,15 @@ unfenced NT data takes the line from the write-combining buffer).
 With ``tracking=False`` stores go straight to the backend: loads and stores are as
 cheap as the media, fences and write-backs only count, and a crash keeps everything
 that was visible (:meth:`is_durable` is always true). Use it when not exploring crashes.
+
+:meth:`PersistenceDomain.export_pending` / :meth:`~PersistenceDomain.import_pending`
+carry the in-flight stores across a save and load of the machine.
 """
 
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -56,6 +60,10 @@ from nvdimm.platform.crash import (
 )
 from nvdimm.seams import variant
 from nvdimm.trace import Trace
+
+_SAVE_MAGIC = b"NVDCPU01"
+_SAVE_HEAD = struct.Struct("<8sI")  # magic, record count
+_SAVE_REC = struct.Struct("<QQIBB")  # seq, addr, length, nt, stage; then the data
 
 LINE_SHIFT = 6
 LINE = 1 << LINE_SHIFT
@@ -331,7 +339,8 @@ class PersistenceDomain:
     # -- CPU operations -----------------------------------------------------------------
 
     def load(self, addr: int, n: int) -> bytes:
-        """What the CPU sees: pending stores overlaid on the backend."""
+        """What the CPU sees: pending stores overlaid on the backend. Poison in the backend
+        raises :class:`nvdimm.errors.MediaError` even where a pending store covers it."""
         self._check(addr, n)
         pages = self._pages
         if not pages or n == 0:
@@ -521,6 +530,72 @@ class PersistenceDomain:
                     return False
         return True
 
+    # -- saving in-flight state ---------------------------------------------------------
+
+    def export_pending(self) -> bytes:
+        """The pending stores as bytes, so a machine saved to disk keeps its in-flight
+        data (and a later crash can still lose it). Reload with :meth:`import_pending`."""
+        recs = sorted((r for lst in self._pages.values() for r in lst),
+                      key=lambda r: (r.seq, r.addr))
+        out = [_SAVE_HEAD.pack(_SAVE_MAGIC, len(recs))]
+        for r in recs:
+            out.append(_SAVE_REC.pack(r.seq, r.addr, len(r.data), r.nt, r.stage))
+            out.append(r.data)
+        return b"".join(out)
+
+    def import_pending(self, blob: bytes) -> None:
+        """Restore stores saved by :meth:`export_pending` into an empty domain. Stores the
+        current rule already counts as durable are written through at once; with
+        tracking off every store is."""
+        if self._pages:
+            raise Busy("cannot import pending stores: stores are already pending")
+        recs = self._parse_pending(blob)
+        self._epoch += 1
+        if not self._tracking:
+            for r in recs:
+                self.backend.write(r.addr, r.data)
+            return
+        for r in recs:
+            pno = r.addr >> PAGE_SHIFT
+            self._pages.setdefault(pno, []).append(r)
+            self._file(pno, r.stage)
+            self._seq = max(self._seq, r.seq)
+        for pno in list(self._pages):
+            self._settle(pno)
+
+    def _parse_pending(self, blob: bytes) -> list[_Rec]:
+        def bad(why: str) -> InvalidArgument:
+            return InvalidArgument(f"saved CPU cache state is unusable: {why}")
+
+        if len(blob) < _SAVE_HEAD.size:
+            raise bad("too short")
+        magic, count = _SAVE_HEAD.unpack_from(blob)
+        if magic != _SAVE_MAGIC:
+            raise bad("bad magic")
+        off = _SAVE_HEAD.size
+        recs: list[_Rec] = []
+        for _ in range(count):
+            if off + _SAVE_REC.size > len(blob):
+                raise bad("truncated")
+            seq, addr, n, nt, stage = _SAVE_REC.unpack_from(blob, off)
+            off += _SAVE_REC.size
+            data = blob[off:off + n]
+            off += n
+            if len(data) != n or n == 0:
+                raise bad(f"record at {addr:#x} is truncated or empty")
+            if (addr >> PAGE_SHIFT) != ((addr + n - 1) >> PAGE_SHIFT):
+                raise bad(f"record at {addr:#x} crosses a page")
+            if nt not in (0, 1) or stage not in set(Stage):
+                raise bad(f"record at {addr:#x} has a bad kind or stage")
+            if self.size is not None and addr + n > self.size:
+                raise bad(f"record at {addr:#x} lies beyond {self.size:#x}")
+            if recs and (seq, addr) <= (recs[-1].seq, recs[-1].addr):
+                raise bad("records out of program order")
+            recs.append(_Rec(seq, addr, bytes(data), bool(nt), stage))
+        if off != len(blob):
+            raise bad("trailing bytes")
+        return recs
+
     # -- power failure ------------------------------------------------------------------
 
     def crash(self, policy: CrashPolicy) -> CrashReport:
@@ -536,8 +611,8 @@ class PersistenceDomain:
         return report
 
     def crash_images(self, limit: int | None = None) -> Iterator[CrashImage]:
-        """The distinct images a crash could leave now, without changing any state; the
-        first keeps nothing pending, the last everything (see :func:`enumerate_images`)."""
+        """The distinct images a crash could leave now, without changing any state, in a
+        fixed order whose first image keeps nothing pending (see :func:`enumerate_images`)."""
         if limit is not None and limit < 0:
             raise InvalidArgument(f"limit must not be negative: {limit}")
         return enumerate_images(self._pending_lines(), self.backend.read, owner=id(self),
