@@ -35,34 +35,40 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     span = 256 * MiB // BLK  # blocks the random offsets fall in
     out = []
     for tracking in (False, True):
-        m = _machine(tracking)
-        disk = m.block_device("pmem0")
-        rng = random.Random(1)
-        offs = [rng.randrange(span) * BLK for _ in range(n)]
-        data = bytes(range(256)) * (BLK // 256)
-        write, read, flush = disk.write, disk.read, disk.flush
+        out.extend(_measure(tracking, n, span))
+    return out
 
-        def writes() -> None:
-            # A flush every 64 writes, as a file system's journal commit would send.
-            for i, off in enumerate(offs):
-                write(off, data)
-                if i & 63 == 63:
-                    flush()
-            flush()
 
-        def fua_writes() -> None:
-            for off in offs:
-                write(off, data, fua=True)
+def _measure(tracking: bool, n: int, span: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    m = _machine(tracking)
+    disk = m.block_device("pmem0")
+    rng = random.Random(1)
+    offs = [rng.randrange(span) * BLK for _ in range(n)]
+    data = bytes(range(256)) * (BLK // 256)
+    write, read, flush = disk.write, disk.read, disk.flush
 
-        def reads() -> None:
-            for off in offs:
-                read(off, BLK)
+    def writes() -> None:
+        # A flush every 64 writes, as a file system's journal commit would send.
+        for i, off in enumerate(offs):
+            write(off, data)
+            if i & 63 == 63:
+                flush()
+        flush()
 
-        params = {"ops": n, "block": BLK, "span_mib": 256, "crash_tracking": tracking}
-        out.append({"name": "pmem.randwrite_4k", "value": round(_rate(n, writes)),
-                    "unit": "ops/s", "params": {**params, "flush_every": 64}})
-        out.append({"name": "pmem.randwrite_4k_fua", "value": round(_rate(n, fua_writes)),
-                    "unit": "ops/s", "params": params})
-        out.append({"name": "pmem.randread_4k", "value": round(_rate(n, reads)),
-                    "unit": "ops/s", "params": params})
+    def fua_writes() -> None:
+        for off in offs:
+            write(off, data, fua=True)
+
+    def reads() -> None:
+        for off in offs:
+            read(off, BLK)
+
+    params = {"ops": n, "block": BLK, "span_mib": 256, "crash_tracking": tracking}
+    out.append({"name": "pmem.randwrite_4k", "value": round(_rate(n, writes)),
+                "unit": "ops/s", "params": {**params, "flush_every": 64}})
+    out.append({"name": "pmem.randwrite_4k_fua", "value": round(_rate(n, fua_writes)),
+                "unit": "ops/s", "params": params})
+    out.append({"name": "pmem.randread_4k", "value": round(_rate(n, reads)),
+                "unit": "ops/s", "params": params})
     return out

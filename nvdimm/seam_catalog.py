@@ -8,7 +8,7 @@ from collections.abc import Callable
 from nvdimm.seams import define_seam
 
 
-def _importer(*modules: str) -> object:
+def _importer(*modules: str) -> Callable[[], None]:
     def load() -> None:
         for m in modules:
             importlib.import_module(m)

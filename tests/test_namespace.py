@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
@@ -165,7 +166,7 @@ def test_namespace_allocation_never_overlaps_and_accounts_every_byte(ops):
         else:
             bus.destroy_namespace(live[pick % len(live)].dev, force=True)
         spans = sorted((ns.offset, ns.offset + ns.size) for ns in bus.namespaces())
-        for (_, e1), (s2, _) in zip(spans, spans[1:], strict=False):
+        for (_, e1), (s2, _) in itertools.pairwise(spans):
             assert e1 <= s2
         assert r.available_size + sum(e - s for s, e in spans) == 240 * MiB
     names = sorted((str(ns.uuid), ns.offset, ns.size) for ns in bus.namespaces())

@@ -126,7 +126,7 @@ def test_trace_follows_a_write_from_block_layer_to_the_cpu(pmem):
 def test_two_machines_in_one_process_keep_separate_traces(pmem):
     from tests.conftest import labelled_machine
 
-    m, disk = pmem
+    _m, disk = pmem
     other = labelled_machine()
     before = len(other.trace.events())
     disk.write(0, b"q" * BLK)
