@@ -58,11 +58,13 @@ class PmemDevice:
     def __attrs_post_init__(self) -> None:
         self.spa = self.ns.spa + self.data_offset
         self.badblocks = BadBlocks()
-        # The queue always advertises a volatile write cache (so flushes are sent) and
-        # FUA, as Linux's pmem does when the region has a flush mechanism.
+        # The queue always advertises a volatile write cache (so flushes are sent); FUA
+        # only when the platform has a flush mechanism (nvdimm_has_flush() == 1), as
+        # Linux does. A bio-based driver sees the FUA flag either way.
         self.disk = Gendisk(name=self.name, ops=self, capacity=self.size >> SECTOR_SHIFT,
                             logical_block_size=self.lbasize, badblocks=self.badblocks,
-                            metrics=self.metrics, trace=self.trace, fua=True,
+                            metrics=self.metrics, trace=self.trace,
+                            fua=self.cpu.has_flush == 1,
                             write_cache=True, can_write_zeroes=True)
         self.refresh_badblocks()
 
