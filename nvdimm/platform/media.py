@@ -36,7 +36,8 @@ class SparseMedia:
                 f"media access [{off:#x}, {off + n:#x}) outside [0, {self.size:#x})")
 
     def read(self, off: int, n: int) -> bytes:
-        self._check(off, n)
+        if off < 0 or n < 0 or off + n > self.size:
+            self._check(off, n)
         pages = self.pages
         pno, po = off >> PAGE_SHIFT, off & PAGE_MASK
         if po + n <= PAGE:  # fast path: inside one page
@@ -58,7 +59,8 @@ class SparseMedia:
 
     def write(self, off: int, data: bytes | bytearray | memoryview) -> None:
         n = len(data)
-        self._check(off, n)
+        if off < 0 or off + n > self.size:
+            self._check(off, n)
         pages = self.pages
         pno, po = off >> PAGE_SHIFT, off & PAGE_MASK
         if po + n <= PAGE:  # fast path: inside one page

@@ -37,16 +37,24 @@ class MemoryController:
     dimms: list[DimmMedia]
     ranges: list[SpaRange]
     _bases: list[int] = attrs.field(init=False)
+    _last: SpaRange = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        if not self.ranges:
+            raise InvalidArgument("a memory controller needs at least one SPA range")
         self.ranges = sorted(self.ranges, key=lambda r: r.base)
         self._bases = [r.base for r in self.ranges]
+        self._last = self.ranges[0]
 
     def _range(self, addr: int, n: int) -> SpaRange:
+        r = self._last  # consecutive accesses nearly always hit the same range
+        if r.base <= addr and addr + n <= r.base + r.size:
+            return r
         i = bisect.bisect_right(self._bases, addr) - 1
         if i >= 0:
             r = self.ranges[i]
-            if addr + n <= r.base + r.size:
+            if addr >= r.base and addr + n <= r.base + r.size:
+                self._last = r
                 return r
         raise InvalidArgument(f"physical range [{addr:#x}, {addr + n:#x}) is not pmem")
 
