@@ -25,6 +25,8 @@ DEFAULT_DIR = Path("nvdimm-machine")
 
 
 def _emit(obj: Any) -> None:
+    if obj is None:  # ndctl prints nothing for an empty listing
+        return
     if isinstance(obj, str):
         print(obj)
     else:

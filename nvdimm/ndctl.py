@@ -21,10 +21,31 @@ def _one_or_list(items: list[Any]) -> Any:
     return items[0] if len(items) == 1 else items
 
 
+_GOLDEN_RATIO_64 = 0x61C8864680B583EB
+_U64 = (1 << 64) - 1
+_INT_MAX = 0x7FFFFFFF
+
+
+def kernfs_hash(name: str) -> int:
+    """Linux's ``kernfs_name_hash`` (fs/kernfs/dir.c, 64-bit): a sysfs directory is read
+    back sorted by this hash, then by name."""
+    h = 0
+    for c in name.encode():
+        h = ((h + (c << 4) + (c >> 4)) * 11) & _U64  # partial_name_hash
+    h = ((h * _GOLDEN_RATIO_64) & _U64) >> 32  # end_name_hash: hash_long(h, 32)
+    h &= _INT_MAX
+    if h < 2:
+        h += 2
+    return min(h, _INT_MAX - 1)
+
+
 def _namespaces(machine: Machine, region: Any, include_idle: bool) -> list[Namespace]:
-    # ndctl walks namespaces newest first (the order sysfs hands them out).
-    out = [ns for ns in reversed(region.namespaces) if ns.enabled or include_idle]
-    return out
+    # libndctl reads the region's sysfs directory (kernfs order: name hash, then name) and
+    # prepends each namespace it finds, so ndctl lists them in the reverse of that order:
+    # namespace0.2, 0.1, 0.0 for three, but 0.2, 0.1, 0.3, 0.0 for four.
+    ordered = sorted(region.namespaces, key=lambda ns: (kernfs_hash(ns.dev), ns.dev),
+                     reverse=True)
+    return [ns for ns in ordered if ns.enabled or include_idle]
 
 
 def namespace_json(ns: Namespace, *, verbose: bool = False, media_errors: bool = False,
@@ -35,14 +56,12 @@ def namespace_json(ns: Namespace, *, verbose: bool = False, media_errors: bool =
     size = out.get("size")
     if human and isinstance(size, int):
         out["size"] = json_size(size)
-    if media_errors:
-        bbs = []
-        dev = ns.device
-        bb = getattr(dev, "badblocks_json", None)
-        if bb is not None:
-            bbs = bb()
+    # ndctl prints badblock_count whenever it is non-zero, the list itself only with -M.
+    bb = getattr(ns.device, "badblocks_json", None)
+    bbs = bb() if bb is not None else []
+    if bbs:
         out["badblock_count"] = sum(b["length"] for b in bbs)
-        if bbs:
+        if media_errors:
             out["badblocks"] = bbs
     return out
 
@@ -51,35 +70,55 @@ def list_(machine: Machine, *, dimms: bool = False, regions: bool = False,
           namespaces: bool = False, verbose: bool = False, idle: bool = False,
           media_errors: bool = False, region: str | None = None,
           namespace: str | None = None) -> JSON:
-    """ndctl list [-D] [-R] [-N] [-v] [-i] [-M] [-r REGION] [-n NAMESPACE]."""
+    """ndctl list [-D] [-R] [-N] [-v] [-i] [-M] [-r REGION] [-n NAMESPACE].
+
+    The shape is ndctl 76's (``ndctl/list.c``): each kind of object listed goes in an
+    array; when more than one kind is non-empty they are keys of one object (regions
+    carry their namespaces); a single kind is printed as the bare array, even with one
+    element (only ``-u``, which this does not model, unwraps it). An empty listing is
+    ``None``: ndctl prints nothing at all. ``-v`` implies ``-N`` and ``-M``; with no kind
+    asked for, ``-r`` lists regions and otherwise namespaces are listed. Per-DIMM
+    ``mappings`` appear in regions only when DIMMs are listed too.
+    """
     bus = machine.bus
+    if not (dimms or regions or namespaces):
+        regions = region is not None
+    if verbose:
+        namespaces = media_errors = True
     if not (dimms or regions or namespaces):
         namespaces = True
     regs = [bus.region(region)] if region else bus.regions
     ns_filter = (lambda ns: ns.dev == namespace) if namespace else (lambda ns: True)
 
     def ns_list(r: Any) -> list[dict[str, Any]]:
+        if not namespaces:
+            return []
         return [namespace_json(ns, verbose=verbose, media_errors=media_errors)
                 for ns in _namespaces(machine, r, idle) if ns_filter(ns)]
 
-    if regions:
-        rlist = []
-        for r in regs:
-            rj = r.to_json(verbose=verbose)
-            if namespaces:
-                nl = ns_list(r)
-                if nl:
-                    rj["namespaces"] = nl
-            rlist.append(rj)
-        if dimms:
-            return {"dimms": [d.to_json() for d in bus.dimms], "regions": rlist}
-        return _one_or_list(rlist)
-    if dimms and not namespaces:
-        return _one_or_list([d.to_json() for d in bus.dimms])
-    nl = [n for r in regs for n in ns_list(r)]
-    if dimms:
-        return {"dimms": [d.to_json() for d in bus.dimms], "namespaces": nl}
-    return _one_or_list(nl)
+    jdimms = [d.to_json() for d in bus.dimms] if dimms else []
+    jregions: list[dict[str, Any]] = []
+    jnamespaces: list[dict[str, Any]] = []
+    for r in regs:
+        if not regions:
+            jnamespaces += ns_list(r)
+            continue
+        if not (r.enabled or idle):
+            continue
+        rj = r.to_json(verbose=verbose, mappings=dimms)
+        # ndctl starts a new namespace array per region: only the last region's counts
+        # when deciding between the bare array and the object below.
+        jnamespaces = ns_list(r)
+        if jnamespaces:
+            rj["namespaces"] = jnamespaces
+        jregions.append(rj)
+    kinds = [("dimms", jdimms), ("regions", jregions), ("namespaces", jnamespaces)]
+    present = [(k, v) for k, v in kinds if v]
+    if len(present) > 1:
+        return {k: v for k, v in present if not (k == "namespaces" and jregions)}
+    if present:
+        return present[0][1]
+    return None
 
 
 def create_namespace(machine: Machine, *, region: str | None = None, mode: str = "fsdax",
@@ -147,6 +186,8 @@ def read_labels(machine: Machine, dimm: str = "all") -> JSON:
             continue
         j = labelmod.read_labels_json(d.label_storage())
         out.append({"dev": d.dev, **j})
+    if not out:
+        return None  # ndctl prints no JSON, only "read 0 nmem"
     return _one_or_list(out)
 
 

@@ -118,7 +118,10 @@ class Region:
         dom = self.bus.platform.rule.persistence_domain
         return dom if dom else "unknown"
 
-    def to_json(self, verbose: bool = False) -> dict[str, object]:
+    def to_json(self, verbose: bool = False, *,
+                mappings: bool | None = None) -> dict[str, object]:
+        """ndctl's region object. ``mappings`` (default: ``verbose``) adds the per-DIMM
+        mappings, which ndctl prints only when DIMMs are listed too (``-D``)."""
         out: dict[str, object] = {
             "dev": self.dev,
             "size": self.size,
@@ -130,8 +133,9 @@ class Region:
         if verbose:
             out["numa_node"] = 0
             out["target_node"] = 0
-        out["iset_id"] = self.iset_cookie
-        if verbose:
+        if self.labelled:  # Linux has no interleave-set cookie for a label-less region
+            out["iset_id"] = self.iset_cookie
+        if verbose if mappings is None else mappings:
             out["mappings"] = [
                 {"dimm": d.dev, "offset": m.dpa, "length": m.size, "position": m.position}
                 for d, m in zip(self.dimms, self.spa.mappings, strict=True)]

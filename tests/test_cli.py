@@ -42,7 +42,7 @@ def test_init_creates_qemu_layout_images_and_lists_the_machine(mdir, capsys):
     img = mdir / "nmem0.img"
     assert img.stat().st_size == 256 * 2**20 + 128 * 1024
     _rc, out, _ = run(capsys, "--machine", str(mdir), "list", "-R")
-    region = json.loads(out)
+    (region,) = json.loads(out)  # ndctl prints a one-element array
     assert region["dev"] == "region0" and region["available_size"] == 256 * 2**20
 
 
