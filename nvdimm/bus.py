@@ -78,7 +78,7 @@ class NvdimmBus:
             region.labelled, region.label_version = False, ""
             ns = Namespace(region, 0, "io", 0, region.size)
             region.namespaces = [ns]
-            region.next_ns_id = 1
+            region.seed_id = 1
             self._detect(ns)
             return
         region.labelled = True
@@ -99,13 +99,13 @@ class NvdimmBus:
                 continue
             first = lbls[0]
             spans.append((first.dpa - region.spa.mappings[0].dpa, first))
-        region.next_ns_id = 0
+        region.seed_id = 0
         for dpa_off, lbl in sorted(spans, key=lambda s: s[0]):
-            ns = Namespace(region, region.next_ns_id, "pmem", dpa_off * region.ways,
+            ns = Namespace(region, region.seed_id, "pmem", dpa_off * region.ways,
                            lbl.rawsize * region.ways, uuid=lbl.uuid, name=lbl.name,
                            lbasize=lbl.lbasize or SECTOR_SIZE,
                            label_claim_class=labelmod.claim_class_of(lbl))
-            region.next_ns_id += 1
+            region.seed_id += 1
             region.namespaces.append(ns)
             self._detect(ns)
 
@@ -207,13 +207,13 @@ class NvdimmBus:
             raise NoSpace("cannot create a namespace: " + "; ".join(problems))
         r, want = target
         offset = r.allocate(want)  # validates alignment and space
-        ns = Namespace(r, r.next_ns_id, "pmem", offset, want,
+        ns = Namespace(r, r.seed_id, "pmem", offset, want,
                        uuid=uuid or uuidlib.UUID(int=self.rng.getrandbits(128), version=4),
                        name=name, lbasize=lbasize, label_claim_class="none", mode=mode)
         driver.validate(ns, sector_size=sector_size, **personality)  # before any write
         self._write_labels(ns)
         r.namespaces.append(ns)
-        r.next_ns_id += 1
+        r.advance_seed()
         self.metrics.c["nd.namespaces_created"] += 1
         self.trace.emit("nd.create_namespace", ns=ns.dev, mode=mode, size=want,
                         offset=offset, uuid=str(ns.uuid))
@@ -221,14 +221,16 @@ class NvdimmBus:
         self._bind(ns, driver)
         return ns
 
-    def _write_labels(self, ns: Namespace) -> None:
+    def _write_labels(self, ns: Namespace, claim_class: str | None = None) -> None:
         r = ns.region
+        if claim_class is None:
+            claim_class = CLAIM_CLASS[ns.mode] if ns.mode != "raw" else "none"
         for pos, d in enumerate(r.dimms):
             labelmod.write_namespace_label(
                 d.label_storage(), uuid=ns.uuid or uuidlib.UUID(int=0), name=ns.name,
                 nlabel=r.ways, position=pos, isetcookie=r.iset_cookie, lbasize=ns.lbasize,
                 dpa=r.spa.mappings[pos].dpa + ns.dpa_offset, rawsize=ns.size // r.ways,
-                claim_class=CLAIM_CLASS[ns.mode] if ns.mode != "raw" else "none")
+                claim_class=claim_class)
 
     def destroy_namespace(self, dev: str, *, force: bool = False) -> Namespace:
         ns = self.namespace(dev)
@@ -240,9 +242,11 @@ class NvdimmBus:
         if ns.enabled:
             self.disable_namespace(ns.dev)
         r = ns.region
-        # Wipe the personality's info block so the capacity reads as raw again.
-        if ns.mode != "raw":
-            ns.write_bytes(0, bytes(min(ns.size, 8192)))
+        # ndctl's order: force the claim class back to none (a label rewrite), zero the
+        # info-block area (the first 8 KiB, whatever the mode), then size 0 deletes the
+        # labels.
+        self._write_labels(ns, claim_class="none")
+        ns.write_bytes(0, bytes(min(ns.size, 8192)))
         for d in r.dimms:
             labelmod.delete_namespace_label(d.label_storage(), ns.uuid or uuidlib.UUID(int=0))
         r.namespaces.remove(ns)

@@ -38,7 +38,13 @@ class Region:
     read_only: bool = False
     enabled: bool = True
     namespaces: list[Namespace] = attrs.field(factory=list)
-    next_ns_id: int = 0
+    # The idle "seed" namespace's id: the next namespace created takes it, and a new
+    # seed then takes the lowest id no namespace uses (Linux allocates ids from an IDA).
+    seed_id: int = 0
+
+    def advance_seed(self) -> None:
+        used = {ns.id for ns in self.namespaces}
+        self.seed_id = next(i for i in range(len(used) + 1) if i not in used)
 
     @property
     def dev(self) -> str:

@@ -172,3 +172,22 @@ def test_namespace_allocation_never_overlaps_and_accounts_every_byte(ops):
     names = sorted((str(ns.uuid), ns.offset, ns.size) for ns in bus.namespaces())
     m.reboot()
     assert sorted((str(ns.uuid), ns.offset, ns.size) for ns in m.bus.namespaces()) == names
+
+
+def test_new_namespaces_take_the_lowest_free_id_after_the_seed(machine):
+    bus = machine.bus
+    for name in "abc":
+        bus.create_namespace(mode="raw", size=16 * MiB, name=name)
+    bus.destroy_namespace("namespace0.1", force=True)
+    # The seed (namespace0.3) is taken first; the next seed reuses the freed id 1.
+    assert bus.create_namespace(mode="raw", size=16 * MiB).dev == "namespace0.3"
+    assert bus.create_namespace(mode="raw", size=16 * MiB).dev == "namespace0.1"
+
+
+def test_destroy_zeroes_the_info_block_area_even_in_raw_mode(machine):
+    ns = machine.bus.create_namespace(mode="raw", size=16 * MiB)
+    disk = machine.block_device("pmem0")
+    disk.write(0, b"z" * 16384, fua=True)
+    spa = ns.spa
+    machine.bus.destroy_namespace("namespace0.0", force=True)
+    assert machine.platform.memctrl.read(spa, 16384) == bytes(8192) + b"z" * 8192

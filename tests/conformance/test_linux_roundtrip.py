@@ -17,8 +17,7 @@ with exactly one namespace.
 
 Destroy and re-create: Linux destroys the middle one of three namespaces and creates two
 more (one fits the hole); the model doing the same must leave what Linux leaves, and a
-second, read-only boot checks the numbering after a reboot. Where the model still differs
-the test is an expected failure whose reason starts "model bug:".
+second, read-only boot checks the numbering after a reboot.
 
 Seven boots of about five seconds each (under a minute in all); every test skips without
 ``NVDIMM_LINUX_ORACLE``.
@@ -590,13 +589,6 @@ def destroy_case(tmp_path_factory: pytest.TempPathFactory) -> DestroyCase:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model bug: on destroy-namespace Linux re-writes the namespace's label once more "
-    "(an UPDATING copy of b lands in free slot 0) and advances the index sequence three "
-    "times (seq 3,2 -> 2,3) before b is gone; the model frees b's slot with one index "
-    "update (3,2 -> 3,1), so stale slot 0 and the sequence numbers differ",
-)
 def test_destroy_writes_the_label_area_linux_writes(destroy_case: DestroyCase) -> None:
     t = destroy_case
     require_ok(t.result, DESTROY)
@@ -604,11 +596,6 @@ def test_destroy_writes_the_label_area_linux_writes(destroy_case: DestroyCase) -
     assert_all_same([(t.labels_after_destroy, linux, f"{LABELS} after {DESTROY}")])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model bug: ndctl destroy-namespace zeroes the first 8 KiB of a raw namespace "
-    "(info-block area) on Linux; the model wipes only non-raw namespaces",
-)
 def test_destroy_leaves_the_data_linux_leaves(destroy_case: DestroyCase) -> None:
     t = destroy_case
     linux = t.image.read_bytes()
@@ -628,12 +615,6 @@ def test_recreated_namespaces_are_placed_where_linux_placed_them(
     assert_all_same([(mine["label"], linux["label"], f"{LABELS}: label")])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model bug: namespace ids are not reused; after namespace0.1 is destroyed Linux "
-    "gives the next-but-one new namespace id 1 again (an IDA: lowest free id, the next "
-    "one having been taken by the seed namespace0.3), the model counts on to namespace0.4",
-)
 def test_recreated_namespaces_get_the_ids_linux_gives(destroy_case: DestroyCase) -> None:
     t = destroy_case
     pairs = [
