@@ -44,7 +44,7 @@ class SparseMedia:
             p = pages.get(pno)
             if p is None:
                 return bytes(n)
-            return bytes(p[po:po + n])
+            return bytes(memoryview(p)[po:po + n])  # one copy, not two
         out = bytearray(n)
         done = 0
         while done < n:

@@ -75,7 +75,9 @@ class MemoryController:
         return out
 
     def read(self, addr: int, n: int) -> bytes:
-        r = self._range(addr, n)
+        r = self._last
+        if not (r.base <= addr and addr + n <= r.base + r.size):
+            r = self._range(addr, n)
         if r.ways == 1:  # the common case, kept short
             m = r.mappings[0]
             d = self.dimms[m.dimm]
@@ -98,7 +100,9 @@ class MemoryController:
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         n = len(data)
-        r = self._range(addr, n)
+        r = self._last
+        if not (r.base <= addr and addr + n <= r.base + r.size):
+            r = self._range(addr, n)
         if r.ways == 1:
             m = r.mappings[0]
             self.dimms[m.dimm].media.write(m.dpa + addr - r.base, data)
