@@ -63,7 +63,6 @@ def test_default_size_takes_the_largest_free_extent(machine):
     ({"mode": "raw", "size": 256 * MiB}, NoSpace),             # larger than the region
     ({"mode": "raw", "size": 16 * MiB, "name": "x" * 64}, InvalidArgument),
     ({"mode": "bogus", "size": 16 * MiB}, InvalidArgument),
-    ({"mode": "sector", "size": 16 * MiB}, NotAvailableYet),
     ({"mode": "fsdax", "size": 16 * MiB}, NotAvailableYet),
     ({"mode": "raw", "size": 16 * MiB, "sector_size": 520}, InvalidArgument),
     ({"mode": "raw", "size": 16 * MiB, "region": "region9"}, Exception),
@@ -78,8 +77,6 @@ def test_refused_create_leaves_labels_and_namespaces_untouched(machine, kwargs, 
 
 
 def test_not_available_modes_name_their_issue(machine):
-    with pytest.raises(NotAvailableYet, match="issue 4"):
-        machine.bus.create_namespace(mode="sector")
     with pytest.raises(NotAvailableYet, match="issue 5"):
         machine.bus.create_namespace(mode="devdax")
 
@@ -191,3 +188,43 @@ def test_destroy_zeroes_the_info_block_area_even_in_raw_mode(machine):
     spa = ns.spa
     machine.bus.destroy_namespace("namespace0.0", force=True)
     assert machine.platform.memctrl.read(spa, 16384) == bytes(8192) + b"z" * 8192
+
+
+def _corrupt(m: Machine, off: int) -> None:
+    d = m.platform.dimms[0]
+    b = d.media.read(d.capacity + off, 1)
+    d.media.write(d.capacity + off, bytes([b[0] ^ 0xFF]))
+
+
+def test_one_corrupt_index_block_falls_back_to_the_other(machine):
+    machine.bus.create_namespace(mode="raw", size=16 * MiB, name="kept")
+    area_cur = machine.bus.dimms[0].label_storage()
+    from nvdimm.label import LabelArea
+
+    cur = LabelArea.load(area_cur).current
+    _corrupt(machine, 0x100 * (cur or 0) + 30)  # inside the current index block
+    machine.reboot()
+    assert [ns.name for ns in machine.bus.namespaces()] == ["kept"]
+
+
+def test_corrupt_labels_leave_the_region_label_less_and_the_media_untouched(machine):
+    machine.bus.create_namespace(mode="raw", size=16 * MiB, name="gone")
+    machine.block_device("pmem0").write(0, b"data" * 1024, fua=True)
+    _corrupt(machine, 30)
+    _corrupt(machine, 0x100 + 30)  # both index blocks fail their checksums
+    before = lsa_bytes(machine)
+    machine.reboot()
+    (ns,) = machine.bus.namespaces()
+    assert ns.kind == "io"  # Linux treats a DIMM without a valid index as label-less
+    assert lsa_bytes(machine) == before  # probing never writes
+    assert machine.block_device("pmem0").read(0, 512)[:4] == b"data"
+
+
+def test_corrupt_machine_json_is_reported_not_traced_back(tmp_path):
+    from nvdimm.errors import InvalidArgument
+
+    m = Machine.create(MachineConfig(dimms=1, dimm_size=64 * MiB))
+    m.save(tmp_path)
+    (tmp_path / "machine.json").write_text("{ not json")
+    with pytest.raises(InvalidArgument, match="not valid JSON"):
+        Machine.load(tmp_path)
