@@ -85,11 +85,11 @@ def run_tour(*, seed: int = 1, persistence: str = "adr", reveal: bool = True,
     bus = m.bus
 
     pr.h("The machine")
-    pr.p(f"Two NVDIMMs, each {human_size(m.config.dimm_size)} of pmem plus a "
+    pr.p(f"Two NVDIMMs, each {_prose(m.config.dimm_size)} of pmem plus a "
          f"{m.config.label_size // 1024} KiB label area, one region each (as QEMU builds them).")
     for r in bus.regions:
         dimms = ", ".join(d.dev for d in r.dimms)
-        pr.p(f"   {r.dev}: [{dimms}] at {r.spa.base:#x}, {human_size(r.size)}, "
+        pr.p(f"   {r.dev}: [{dimms}] at {r.spa.base:#x}, {_prose(r.size)}, "
              f"{r.namespaces[0].dev} is label-less until labels exist")
     summary = (rule_info.cls.__doc__ or rule_info.history).strip().splitlines()[0]
     pr.p(f"Persistence domain: {persistence} ({summary})")
@@ -168,6 +168,14 @@ def run_tour(*, seed: int = 1, persistence: str = "adr", reveal: bool = True,
     pr.p("   and inside a line at any 8-byte word. Sector mode (BTT, issue 4) exists to fix")
     pr.p("   exactly this; FUA or fsync (a flush) is what made block A safe.")
     return 0 if a_ok else 1
+
+
+def _prose(n: int) -> str:
+    """Sizes for sentences (ndctl's own format is for JSON)."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return human_size(n)
 
 
 def _ask() -> str:
