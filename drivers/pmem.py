@@ -26,6 +26,7 @@ from block.genhd import Gendisk
 from nvdimm.errors import InvalidArgument, MediaError
 from nvdimm.metrics import Metrics
 from nvdimm.namespace import Namespace
+from nvdimm.platform.memctrl import DimmMedia
 from nvdimm.platform.persistence import PersistenceDomain
 from nvdimm.trace import Trace
 from nvdimm.units import SECTOR_SIZE
@@ -54,9 +55,13 @@ class PmemDevice:
     spa: int = attrs.field(init=False)
     badblocks: BadBlocks = attrs.field(init=False)
     disk: Gendisk = attrs.field(init=False)
+    # The kernel's direct map of our range: (DIMM media, DPA of our first byte), used
+    # only while the CPU model is in its cheap mode, where a store is a media write.
+    _dmap: tuple[DimmMedia, int] | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         self.spa = self.ns.spa + self.data_offset
+        self._dmap = self.ns.region.bus.platform.memctrl.direct(self.spa, self.size)
         self.badblocks = BadBlocks()
         # The queue always advertises a volatile write cache (so flushes are sent); FUA
         # only when the platform has a flush mechanism (nvdimm_has_flush() == 1), as
@@ -105,6 +110,14 @@ class PmemDevice:
             raise MediaError(f"{self.name}: read of bad sector(s) near {sector}",
                              sector << SECTOR_SHIFT, length)
         off = sector << SECTOR_SHIFT
+        dmap = self._dmap
+        if dmap is not None and self.cpu.direct and not dmap[0].poison:
+            out = dmap[0].media.read(dmap[1] + off, length)
+            c = self.metrics.c
+            c["pmem.bytes_read"] += length
+            if self.trace.on:
+                self.trace.emit("pmem.read", dev=self.name, sector=sector, len=length)
+            return out
         try:
             out = self.cpu.load(self.spa + off, length)
         except MediaError as e:  # consumed poison: copy_mc_to_kernel came up short
@@ -126,8 +139,18 @@ class PmemDevice:
         if bb.count and bb.check(sector, -(-n >> SECTOR_SHIFT))[0]:
             self._clear_poison(sector, n)
         off = sector << SECTOR_SHIFT
-        self.cpu.write_flushcache(self.spa + off, data)
-        self.metrics.c["pmem.bytes_written"] += n
+        cpu = self.cpu
+        dmap = self._dmap
+        c = self.metrics.c
+        if dmap is not None and cpu.direct:
+            # Cheap mode: memcpy_flushcache of an aligned block is NT stores straight to
+            # media; count them as the CPU model would.
+            dmap[0].media.write(dmap[1] + off, data)
+            c["cpu.nt_stores"] += 1
+            c["cpu.bytes_stored"] += n
+        else:
+            cpu.write_flushcache(self.spa + off, data)
+        c["pmem.bytes_written"] += n
         if self.trace.on:
             self.trace.emit("pmem.write", dev=self.name, sector=sector, len=n,
                             fua=bool(flags & FUA), spa=self.spa + off)

@@ -131,3 +131,25 @@ def test_two_machines_in_one_process_keep_separate_traces(pmem):
     before = len(other.trace.events())
     disk.write(0, b"q" * BLK)
     assert len(other.trace.events()) == before
+
+
+@pytest.mark.parametrize("tracking", [True, False])
+def test_cheap_mode_and_tracked_mode_give_the_same_device_behaviour(tracking):
+    from nvdimm import ndctl
+    from tests.conftest import labelled_machine
+
+    m = labelled_machine(tracking=tracking)
+    m.bus.create_namespace(mode="raw", size=16 * MiB)
+    disk = m.block_device("pmem0")
+    disk.write(0, b"a" * BLK)
+    disk.write(BLK, b"b" * BLK, fua=True)
+    assert disk.read(0, 2 * BLK) == b"a" * BLK + b"b" * BLK
+    assert m.metrics.get("cpu.nt_stores") == 2
+    ndctl.inject_error(m, "namespace0.0", block=24, count=1, notify=False)
+    with pytest.raises(MediaError, match="machine check"):
+        disk.read(3 * BLK, BLK)  # unknown poison is consumed in either mode
+    m.crash(KeepNothing())
+    m.boot()
+    # Without tracking a crash keeps everything visible; with it the plain write is lost.
+    first = b"a" * BLK if not tracking else bytes(BLK)
+    assert m.block_device("pmem0").read(0, 2 * BLK) == first + b"b" * BLK

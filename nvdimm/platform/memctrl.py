@@ -113,6 +113,15 @@ class MemoryController:
             self.dimms[dimm].media.write(dpa, mv[done:done + take])
             done += take
 
+    def direct(self, addr: int, n: int) -> tuple[DimmMedia, int] | None:
+        """The DIMM and DPA of ``[addr, addr+n)`` when it lies on one DIMM (a one-way
+        range), for drivers that copy straight to media; None for interleaved ranges."""
+        r = self._range(addr, n)
+        if r.ways != 1:
+            return None
+        m = r.mappings[0]
+        return self.dimms[m.dimm], m.dpa + addr - r.base
+
     def spa_of(self, dimm: int, dpa: int) -> int | None:
         """The system physical address of a DIMM byte, or None if no range maps it."""
         for r in self.ranges:

@@ -282,6 +282,10 @@ class PersistenceDomain:
     backend: Backend
     rule: PersistenceRule
     _tracking: bool = attrs.field(default=True, alias="tracking")
+    # Plain attribute mirroring ``not tracking`` for hot paths: True means a store is
+    # exactly a media write, so a driver may write through a direct map (the kernel's
+    # memremap of the range) and skip this model.
+    direct: bool = attrs.field(init=False, default=False)
     metrics: Metrics | None = attrs.field(default=None, repr=False)
     trace: Trace | None = attrs.field(default=None, repr=False)
     size: int | None = attrs.field(default=None, kw_only=True)
@@ -296,6 +300,7 @@ class PersistenceDomain:
     _fence_is_enough: bool = attrs.field(init=False, default=True, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        self.direct = not self._tracking
         stages = set(Stage)
         if self.rule.cached_durable_at not in stages or self.rule.nt_durable_at not in stages:
             raise InvalidArgument(f"persistence rule {self.rule.name!r}: durable stages must "
@@ -319,6 +324,7 @@ class PersistenceDomain:
         if not on and self._pages:
             raise Busy("cannot switch tracking off while stores are pending; crash or flush first")
         self._tracking = on
+        self.direct = not on
 
     # -- what Linux derives from the platform ------------------------------------------
 
