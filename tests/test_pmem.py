@@ -141,8 +141,8 @@ def test_cheap_mode_and_tracked_mode_give_the_same_device_behaviour(tracking):
     m = labelled_machine(tracking=tracking)
     m.bus.create_namespace(mode="raw", size=16 * MiB)
     disk = m.block_device("pmem0")
-    disk.write(0, b"a" * BLK)
     disk.write(BLK, b"b" * BLK, fua=True)
+    disk.write(0, b"a" * BLK)  # after the last fence: in flight when tracked
     assert disk.read(0, 2 * BLK) == b"a" * BLK + b"b" * BLK
     assert m.metrics.get("cpu.nt_stores") == 2
     ndctl.inject_error(m, "namespace0.0", block=24, count=1, notify=False)
