@@ -52,21 +52,10 @@ def _open(args: argparse.Namespace) -> Machine:
     if not (d / CONFIG_FILE).exists():
         print(f"nvdimm: creating a default machine in {d}", file=sys.stderr)
         m = Machine.create(MachineConfig())
-        ndctl_init_all(m)
+        m.init_labels()
         m.save(d)
         return m
     return Machine.load(d)
-
-
-def ndctl_init_all(m: Machine, version: str = "1.1") -> None:
-    """Initialise labels on every DIMM that has a label area (regions off, then on)."""
-    for r in m.bus.regions:
-        m.bus.disable_region(r.dev)
-    for d in m.bus.dimms:
-        if d.has_label_area:
-            m.bus.init_labels(d.dev, version=version, force=True)
-    for r in m.bus.regions:
-        m.bus.enable_region(r.dev)
 
 
 def crash_report_json(report: Any) -> dict[str, Any]:
@@ -87,7 +76,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                         tracking=not args.no_crash_tracking, seed=args.seed)
     m = Machine.create(cfg)
     if cfg.label_size and not args.no_labels:
-        ndctl_init_all(m, args.label_version)
+        m.init_labels(args.label_version)
     m.save(d)
     _emit(ndctl.list_(m, dimms=True, regions=True, namespaces=True))
     return 0

@@ -72,10 +72,12 @@ class MachineConfig:
 
 def default_drivers() -> DriverRegistry:
     """The drivers a stock machine loads (more join as their issues land)."""
+    from drivers.btt import BttDriver
     from drivers.pmem import PmemDriver
 
     reg = DriverRegistry()
     reg.register(PmemDriver())
+    reg.register(BttDriver())
     return reg
 
 
@@ -147,6 +149,17 @@ class Machine:
             self.shutdown()
         self._new_kernel()
         self.boot()
+
+    def init_labels(self, version: str = "1.1") -> None:
+        """``ndctl disable-region all; ndctl init-labels -f all; ndctl enable-region all``:
+        fresh, empty label areas on every DIMM that has one."""
+        for r in self.bus.regions:
+            self.bus.disable_region(r.dev)
+        for d in self.bus.dimms:
+            if d.has_label_area:
+                self.bus.init_labels(d.dev, version=version, force=True)
+        for r in self.bus.regions:
+            self.bus.enable_region(r.dev)
 
     # -- devices ------------------------------------------------------------------------
 

@@ -96,12 +96,7 @@ def run_tour(*, seed: int = 1, persistence: str = "adr", reveal: bool = True,
 
     pr.h("Labels: ndctl init-labels, then create-namespace -m raw -s 256M")
     seq = m.trace.last_seq
-    for r in bus.regions:
-        bus.disable_region(r.dev)
-    for d in bus.dimms:
-        bus.init_labels(d.dev)
-    for r in bus.regions:
-        bus.enable_region(r.dev)
+    m.init_labels()
     before = m.metrics.snapshot()
     ns_json = ndctl.create_namespace(m, mode="raw", size=256 * MiB, name="tour",
                                      region="region0")

@@ -14,12 +14,7 @@ def labelled_machine(**kw: object) -> Machine:
     version = str(kw.pop("label_version", "1.1"))
     cfg = MachineConfig(**{"dimms": 1, "dimm_size": QEMU_CAPACITY, **kw})  # type: ignore[arg-type]
     m = Machine.create(cfg)
-    for r in m.bus.regions:
-        m.bus.disable_region(r.dev)
-    for d in m.bus.dimms:
-        m.bus.init_labels(d.dev, version=version)
-    for r in m.bus.regions:
-        m.bus.enable_region(r.dev)
+    m.init_labels(version)
     return m
 
 
