@@ -72,12 +72,10 @@ class MachineConfig:
 
 def default_drivers() -> DriverRegistry:
     """The drivers a stock machine loads (more join as their issues land)."""
-    from drivers.btt import BttDriver
     from drivers.pmem import PmemDriver
 
     reg = DriverRegistry()
     reg.register(PmemDriver())
-    reg.register(BttDriver())
     return reg
 
 
