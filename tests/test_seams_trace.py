@@ -13,7 +13,7 @@ from nvdimm.errors import InvalidArgument, NoSpace
 from nvdimm.machine import Machine, MachineConfig
 from nvdimm.platform.crash import KeepNothing
 from nvdimm.platform.dram import Dram
-from nvdimm.platform.persistence import Stage
+from nvdimm.platform.persistence import Stage, StageRule
 from nvdimm.trace import Trace
 from nvdimm.units import GiB, MiB
 
@@ -37,14 +37,13 @@ def test_unknown_seam_or_variant_names_the_choices():
 def test_a_variant_registered_by_decorator_drives_a_machine():
     @seams.variant("persistence", "test-eadr-like", history="test", tradeoffs="test")
     @attrs.frozen
-    class EverythingDurable:
+    class EverythingDurable(StageRule):
         """Every store is durable when made (test variant)."""
 
-        name = "test-eadr-like"
-        persistence_domain = "cpu_cache"
-        cached_durable_at = Stage.VISIBLE
-        nt_durable_at = Stage.VISIBLE
-        flush_hints = False
+        name: str = "test-eadr-like"
+        persistence_domain: str = "cpu_cache"
+        cached_durable_at: Stage = Stage.VISIBLE
+        nt_durable_at: Stage = Stage.VISIBLE
 
     m = Machine.create(MachineConfig(dimms=1, dimm_size=64 * MiB, label_size=0,
                                      persistence="test-eadr-like"))

@@ -121,6 +121,19 @@ class PersistenceRule(Protocol):
         ...
 
 
+@attrs.frozen(slots=True)
+class StageRule:
+    """A persistence rule stated as data: the stage at which each kind of store becomes
+    durable. The built-in variants below are instances with Linux's values; a user's
+    variant can subclass this with other defaults and needs no code."""
+
+    name: str
+    persistence_domain: str
+    cached_durable_at: Stage
+    nt_durable_at: Stage
+    flush_hints: bool = False
+
+
 @variant(
     "persistence", "adr",
     history="""Asynchronous DRAM Refresh, required on every Intel persistent-memory
@@ -131,7 +144,7 @@ class PersistenceRule(Protocol):
     forgotten flush is a bug that only shows after a power failure.""",
 )
 @attrs.frozen(slots=True)
-class AdrRule:
+class AdrRule(StageRule):
     """ADR: durable once written back and fenced (cached), or fenced (NT).
 
     ::
@@ -141,25 +154,11 @@ class AdrRule:
         sfence               visible 1, durable 1   (in the WPQ, which ADR drains)
     """
 
-    @property
-    def name(self) -> str:
-        return "adr"
-
-    @property
-    def persistence_domain(self) -> str:
-        return "memory_controller"
-
-    @property
-    def cached_durable_at(self) -> Stage:
-        return Stage.FENCED
-
-    @property
-    def nt_durable_at(self) -> Stage:
-        return Stage.FENCED
-
-    @property
-    def flush_hints(self) -> bool:
-        return False
+    name: str = "adr"
+    persistence_domain: str = "memory_controller"
+    cached_durable_at: Stage = Stage.FENCED
+    nt_durable_at: Stage = Stage.FENCED
+    flush_hints: bool = False
 
 
 @variant(
@@ -173,7 +172,7 @@ class AdrRule:
     platform pays for hold-up energy big enough to drain every cache.""",
 )
 @attrs.frozen(slots=True)
-class EadrRule:
+class EadrRule(StageRule):
     """eADR: a cached store is durable as soon as it is visible; NT stores after a fence.
 
     ::
@@ -183,25 +182,11 @@ class EadrRule:
         sfence               visible 1, durable 1   (unneeded for cached stores)
     """
 
-    @property
-    def name(self) -> str:
-        return "eadr"
-
-    @property
-    def persistence_domain(self) -> str:
-        return "cpu_cache"
-
-    @property
-    def cached_durable_at(self) -> Stage:
-        return Stage.VISIBLE
-
-    @property
-    def nt_durable_at(self) -> Stage:
-        return Stage.FENCED
-
-    @property
-    def flush_hints(self) -> bool:
-        return False
+    name: str = "eadr"
+    persistence_domain: str = "cpu_cache"
+    cached_durable_at: Stage = Stage.VISIBLE
+    nt_durable_at: Stage = Stage.FENCED
+    flush_hints: bool = False
 
 
 @variant(
@@ -215,7 +200,7 @@ class EadrRule:
     cannot issue the hint, so MAP_SYNC-style flushing from user space is not enough.""",
 )
 @attrs.frozen(slots=True)
-class FlushHintRule:
+class FlushHintRule(StageRule):
     """No ADR: durable only after write-back, fence and a write to the flush hint.
 
     ::
@@ -226,25 +211,11 @@ class FlushHintRule:
         flush hint           visible 1, durable 1   (WPQ drained to the DIMM)
     """
 
-    @property
-    def name(self) -> str:
-        return "flush-hint"
-
-    @property
-    def persistence_domain(self) -> str:
-        return ""
-
-    @property
-    def cached_durable_at(self) -> Stage:
-        return Stage.FLUSHED
-
-    @property
-    def nt_durable_at(self) -> Stage:
-        return Stage.FLUSHED
-
-    @property
-    def flush_hints(self) -> bool:
-        return True
+    name: str = "flush-hint"
+    persistence_domain: str = ""
+    cached_durable_at: Stage = Stage.FLUSHED
+    nt_durable_at: Stage = Stage.FLUSHED
+    flush_hints: bool = True
 
 
 class _Rec:
