@@ -201,10 +201,59 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    m = _open(args)
+    out = ndctl.check_namespace(m, args.namespace, repair=args.repair, verbose=args.verbose,
+                                force=args.force)
+    m.save(args.machine)
+    _emit(out)
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    m = _open(args)
+    _emit(ndctl.dump(m, args.namespace, map_limit=args.map_limit, all_lanes=args.all_lanes))
+    return 0
+
+
 def cmd_tour(args: argparse.Namespace) -> int:
     from nvdimm.tour import run_tour
 
     return run_tour(seed=args.seed, persistence=args.persistence, reveal=not args.quiz)
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from nvdimm.explore import builtin
+    from nvdimm.explore.compare import compare
+    from nvdimm.explore.experiment import Results, parse_vary
+
+    if args.list:
+        for b in builtin.list_experiments():
+            status = "" if b.available else f"  [{b.unavailable_reason()}]"
+            print(f"{b.name:<14} {b.summary}{status}")
+        return 0
+    if args.load is not None:
+        comparison = compare(Results.load(args.load), all_rows=args.all)
+    elif args.name is None:
+        raise InvalidArgument("name an experiment (nvdimm explore --list shows them) or "
+                              "--load saved results")
+    else:
+        b = builtin.get(args.name)
+        vary = parse_vary(args.vary, b.workload, b.base) if b.workload is not None else None
+        comparison = builtin.run(b.name, vary=vary, seeds=args.seeds, jobs=args.jobs,
+                                 scheduler=args.scheduler, all_rows=args.all)
+    if args.save is not None:
+        comparison.results.save(args.save)
+    if args.json:
+        print(comparison.to_json())
+    elif args.markdown:
+        print(comparison.markdown())
+    else:
+        print(comparison.table())
+    if args.plot is not None:
+        sys.stdout.flush()
+        print(f"nvdimm explore: plot written to {comparison.plot(args.plot)}", file=sys.stderr)
+    return 0
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -327,12 +376,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-f", "--force", action="store_true", help="replace an existing machine")
     s.set_defaults(func=cmd_import)
 
+    s = sub.add_parser("check-namespace", help="check a sector namespace's BTT offline "
+                                               "(ndctl check-namespace)")
+    s.add_argument("namespace", help="namespace (namespace0.0)")
+    s.add_argument("-r", "--repair", action="store_true", help="fix what the check finds")
+    s.add_argument("-v", "--verbose", action="store_true", help="show every step")
+    s.add_argument("-f", "--force", action="store_true",
+                   help="check an active namespace (disabled for the check, then enabled)")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("dump", help="show a sector namespace's BTT metadata: info block, "
+                                    "map, flog")
+    s.add_argument("namespace", help="namespace (namespace0.0) or its block device")
+    s.add_argument("--map-limit", type=int, default=16,
+                   help="written map entries to list (default 16)")
+    s.add_argument("--all-lanes", action="store_true",
+                   help="list every flog lane, not only those used")
+    s.set_defaults(func=cmd_dump)
+
     s = sub.add_parser("tour", help="follow one write through every layer, crash, reboot")
     s.add_argument("--seed", type=int, default=1, help="seed (default 1)")
     s.add_argument("--persistence", default="adr", help="adr, eadr or flush-hint")
     s.add_argument("--quiz", action="store_true",
                    help="ask what survives before revealing it")
     s.set_defaults(func=cmd_tour)
+
+    s = sub.add_parser("explore", help="run an experiment on machines that differ in a seam; "
+                                       "compare every subsystem's answer side by side")
+    s.add_argument("name", nargs="?", help="built-in experiment (see --list)")
+    s.add_argument("--list", action="store_true", help="list the built-in experiments")
+    s.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                   help="values of a seam, machine config field or workload parameter to "
+                        "compare (replaces that key's default; repeatable)")
+    s.add_argument("--seeds", type=int, help="seeds 0..N-1 per configuration "
+                                             "(default: the experiment's)")
+    s.add_argument("--json", action="store_true", help="the comparison and every run as JSON")
+    s.add_argument("--markdown", action="store_true", help="the comparison as Markdown")
+    s.add_argument("--plot", type=Path, metavar="FILE",
+                   help="also draw the comparison to FILE (.png, .svg; extra 'plot')")
+    s.add_argument("--all", action="store_true",
+                   help="also show metrics and trace rows equal in every configuration")
+    s.add_argument("--jobs", type=int, metavar="N",
+                   help="worker processes (default: one per CPU; 1 runs in this process)")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on this Dask distributed scheduler (extra 'distributed')")
+    s.add_argument("--save", type=Path, metavar="FILE", help="save the results as JSON")
+    s.add_argument("--load", type=Path, metavar="FILE",
+                   help="compare results saved with --save instead of running")
+    s.set_defaults(func=cmd_explore)
     return p
 
 

@@ -72,10 +72,18 @@ class MachineConfig:
 
 def default_drivers() -> DriverRegistry:
     """The drivers a stock machine loads (more join as their issues land)."""
+    from drivers.btt import BttDriver
+    from drivers.dax import DaxDriver
+    from drivers.pfn import PfnDriver
     from drivers.pmem import PmemDriver
+    from mm.pagemap import PagemapTable
 
     reg = DriverRegistry()
     reg.register(PmemDriver())
+    pagemaps = PagemapTable()  # the kernel's pfn -> dev_pagemap table, for both personalities
+    reg.register(PfnDriver(pagemaps=pagemaps))
+    reg.register(DaxDriver(pagemaps=pagemaps))
+    reg.register(BttDriver())
     return reg
 
 

@@ -56,6 +56,11 @@ def namespace_json(ns: Namespace, *, verbose: bool = False, media_errors: bool =
     size = out.get("size")
     if human and isinstance(size, int):
         out["size"] = json_size(size)
+    dax = out.get("daxregion")
+    if human and isinstance(dax, dict):  # device-dax: the region and its devices too
+        dax["size"] = json_size(dax["size"])
+        for d in dax.get("devices", []):
+            d["size"] = json_size(d["size"])
     # ndctl prints badblock_count whenever it is non-zero, the list itself only with -M.
     bb = getattr(ns.device, "badblocks_json", None)
     bbs = bb() if bb is not None else []
@@ -247,3 +252,46 @@ def write_block_device(machine: Machine, dev: str, offset: int, data: bytes, *,
     if sync:
         bdev.flush()
     return end - start
+
+
+def check_namespace(machine: Machine, dev: str, *, repair: bool = False,
+                    verbose: bool = False, force: bool = False) -> str:
+    """ndctl check-namespace [--repair] [-v] [-f]: check a sector namespace's BTT offline.
+
+    Returns what ndctl prints (its log lines, then ``checked 1 namespace``); a failed
+    check raises :class:`~nvdimm.errors.CorruptMetadata` carrying the same text, ending
+    as ndctl's does. An active namespace is refused unless ``force`` (it is disabled
+    for the check and enabled again afterwards, which runs recovery).
+    """
+    from drivers.btt.check import check_namespace as check
+    from drivers.btt.check import strerror
+    from nvdimm.errors import Busy, CorruptMetadata
+
+    ns = machine.bus.namespace(dev)
+    was_enabled = ns.enabled
+    if was_enabled and not force:
+        raise Busy(f"{ns.dev}: namespace_check: {ns.dev}: check aborted, namespace online\n"
+                   "error checking namespaces: Device or resource busy\nchecked 0 namespaces")
+    if was_enabled:
+        machine.bus.disable_namespace(ns.dev)
+    try:
+        result = check(ns, repair=repair)
+    finally:
+        if was_enabled:
+            machine.bus.enable_namespace(ns.dev)
+    text = result.render(verbose=verbose)
+    if not result.ok:
+        tail = f"error checking namespaces: {strerror(result.errno)}\nchecked 0 namespaces"
+        raise CorruptMetadata(f"{text}\n{tail}" if text else tail)
+    return f"{text}\nchecked 1 namespace" if text else "checked 1 namespace"
+
+
+def dump(machine: Machine, dev: str, *, map_limit: int = 16, all_lanes: bool = False) -> str:
+    """A readable dump of a sector namespace's BTT metadata (info block, map, flog),
+    read from the media as it is (no recovery)."""
+    from drivers.btt.btt import NamespaceIO
+    from drivers.btt.dump import dump_btt
+
+    ns = machine.bus.namespace(dev)
+    return dump_btt(NamespaceIO(ns), dev=ns.dev, size=ns.size, parent_uuid=ns.uuid,
+                    map_limit=map_limit, all_lanes=all_lanes)

@@ -30,3 +30,17 @@ def declare() -> None:
     from nvdimm.platform.persistence import PersistenceRule
 
     persistence.contract = PersistenceRule
+
+    def load_memmap() -> None:
+        # By name: the variants live in mm/, above this layer (DESIGN.md, "Layers").
+        memmap.contract = importlib.import_module("mm.memmap").MemmapPolicy
+
+    memmap = define_seam(
+        "memmap",
+        between="pfn/dax drivers and mm",
+        contract=None,
+        default="pmem",
+        doc="Where do the struct pages of device memory live (DRAM, the device, nowhere), "
+            "what does that cost, and what can the pages then do?",
+        loader=load_memmap,
+    )

@@ -63,7 +63,7 @@ def test_default_size_takes_the_largest_free_extent(machine):
     ({"mode": "raw", "size": 256 * MiB}, NoSpace),             # larger than the region
     ({"mode": "raw", "size": 16 * MiB, "name": "x" * 64}, InvalidArgument),
     ({"mode": "bogus", "size": 16 * MiB}, InvalidArgument),
-    ({"mode": "fsdax", "size": 16 * MiB}, NotAvailableYet),
+    ({"mode": "fsdax", "size": 16 * MiB, "align": 1 << 30}, InvalidArgument),  # size % align
     ({"mode": "raw", "size": 16 * MiB, "sector_size": 520}, InvalidArgument),
     ({"mode": "raw", "size": 16 * MiB, "region": "region9"}, Exception),
 ])
@@ -76,9 +76,16 @@ def test_refused_create_leaves_labels_and_namespaces_untouched(machine, kwargs, 
     assert [ns.name for ns in machine.bus.namespaces()] == ["keep"]
 
 
-def test_not_available_modes_name_their_issue(machine):
-    with pytest.raises(NotAvailableYet, match="issue 5"):
-        machine.bus.create_namespace(mode="devdax")
+def test_modes_without_a_driver_are_refused_as_not_available():
+    from drivers.pmem import PmemDriver
+    from nvdimm.claim import DriverRegistry
+
+    reg = DriverRegistry()
+    reg.register(PmemDriver())
+    m = Machine.create(MachineConfig(dimms=1, dimm_size=QEMU_CAPACITY), drivers=reg)
+    m.init_labels()
+    with pytest.raises(NotAvailableYet, match="devdax mode is not available"):
+        m.bus.create_namespace(mode="devdax")
 
 
 def test_duplicate_uuid_is_refused(machine):

@@ -1,0 +1,316 @@
+"""Built-in experiments: the seed's questions, each one CLI line (``nvdimm explore NAME``).
+
+==============  ===================================================================
+persistence     the ``persistence`` seam (adr, eadr, flush-hint) under raw-pmem block
+                writes and application-style stores, with crashes: what survives
+crash-states    how many distinct crash images N in-flight 4 KiB writes can leave:
+                why exhaustive enumeration explodes and random crashes are sampled
+btt-remap       ``btt_remap`` variants under mixed mmap and block writes (issue 6)
+memmap          ``memmap`` variants across namespace sizes (issue 5)
+direct-access   ``direct_access`` variants under truncate, media errors, DAX over BTT
+                (issues 5 and 6)
+==============  ===================================================================
+
+The last three need seams that other issues are building; asking for them raises
+:class:`~nvdimm.errors.NotAvailableYet` naming the issue.
+
+Each workload here is a module-level function, so sweeps can send it to other
+processes and Dask workers.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+import attrs
+
+from nvdimm.errors import InvalidArgument, NotAvailableYet
+from nvdimm.explore.compare import Comparison, compare
+from nvdimm.explore.experiment import Check, Experiment, Outcome, Workload
+from nvdimm.explore.sweep import ProgressFn, sweep
+from nvdimm.machine import Machine, MachineConfig
+from nvdimm.platform.crash import policy_from_name
+from nvdimm.seams import all_seams
+from nvdimm.units import KiB, MiB
+
+BLOCK = 4096
+NS_SIZE = 16 * MiB
+
+
+def tagged_block(seed: int, tag: int, index: int) -> bytes:
+    """A 4 KiB block whose every 8-byte word is non-zero and names itself (seed, pattern,
+    block, word), so a torn block shows which words made it and none equals the zeros
+    that were there before."""
+    head = (1 << 63) | (seed & 0xFFFF) << 40 | (tag & 0xFF) << 32 | (index & 0xFFFF) << 16
+    return struct.pack(f"<{BLOCK // 8}Q", *(head | w for w in range(BLOCK // 8)))
+
+
+class _App:
+    """An application's view of pmem through a DAX-style mapping: loads and stores at
+    system physical addresses inside a raw namespace, straight to the CPU model. Its
+    loads are counted (``app.loads``, ``app.bytes_loaded``) for the cost model."""
+
+    def __init__(self, m: Machine, spa: int) -> None:
+        self.cpu = m.platform.cpu
+        self.metrics = m.metrics
+        self.spa = spa
+
+    def load(self, off: int, n: int) -> bytes:
+        self.metrics.c["app.loads"] += 1
+        self.metrics.c["app.bytes_loaded"] += n
+        return self.cpu.load(self.spa + off, n)
+
+
+# -- persistence -----------------------------------------------------------------------
+
+# (group name, promised durable). Order matters: everything that fences or flushes comes
+# before what must stay in flight, so a later fence never rescues an earlier pattern.
+PERSISTENCE_PATTERNS: tuple[tuple[str, bool], ...] = (
+    ("write+fua", True),
+    ("write+flush", True),
+    ("app clwb+sfence+deep_flush", True),
+    ("app clwb+sfence", True),
+    ("app nt+sfence", True),
+    ("write (no flush)", False),
+    ("app clwb (no sfence)", False),
+    ("app store (no clwb)", False),
+)
+
+
+def persistence_workload(m: Machine, crash: str = "random", blocks: int = 4) -> Outcome:
+    """Raw pmem, eight ways of writing ``blocks`` 4 KiB blocks each, then a crash.
+
+    Through the block device: a FUA write; writes then a cache flush; writes with
+    neither. Through an application's mapping (cached stores, CLWB, SFENCE on the CPU
+    model at addresses inside the namespace): the full recipe plus the region's
+    ``deep_flush``; CLWB + SFENCE (what PMDK does); NT stores + SFENCE; CLWB without
+    the fence; plain stores. The first five were promised durable by the recipe their
+    writer followed. Then the power fails (``crash``: ``nothing`` keeps no in-flight
+    store, ``random`` a random prefix per cache line, seeded by the run's seed), the
+    machine reboots, and every block is read back.
+    """
+    if blocks < 1:
+        raise InvalidArgument(f"blocks must be at least 1, not {blocks}")
+    seed = m.config.seed
+    policy = policy_from_name(crash, seed)
+    ns = m.bus.create_namespace(mode="raw", size=max(NS_SIZE, 2 * len(PERSISTENCE_PATTERNS)
+                                                     * blocks * BLOCK), name="explore")
+    disk = m.block_device(ns.dev)
+    cpu = m.platform.cpu
+    app = _App(m, ns.spa)
+    data: dict[tuple[int, int], bytes] = {}
+    for tag in range(len(PERSISTENCE_PATTERNS)):
+        for i in range(blocks):
+            data[tag, i] = tagged_block(seed, tag, i)
+
+    def off(tag: int, i: int) -> int:
+        return (tag * blocks + i) * BLOCK
+
+    def app_store(tag: int, *, clwb: bool, nt: bool = False) -> None:
+        for i in range(blocks):
+            addr = ns.spa + off(tag, i)
+            if nt:
+                cpu.store_nt(addr, data[tag, i])
+            else:
+                cpu.store(addr, data[tag, i])
+                if clwb:
+                    cpu.writeback(addr, BLOCK)
+
+    for i in range(blocks):                                    # 0: FUA
+        disk.write(off(0, i), data[0, i], fua=True)
+    for i in range(blocks):                                    # 1: writes, then a flush
+        disk.write(off(1, i), data[1, i])
+    disk.flush()
+    app_store(2, clwb=True)                                    # 2: recipe + deep_flush
+    cpu.fence()
+    cpu.nvdimm_flush()  # echo 1 > /sys/bus/nd/devices/regionN/deep_flush
+    app_store(3, clwb=True)                                    # 3: clwb + sfence
+    cpu.fence()
+    app_store(4, clwb=False, nt=True)                          # 4: NT stores + sfence
+    cpu.fence()
+    for i in range(blocks):                                    # 5: no FUA, no flush
+        disk.write(off(5, i), data[5, i])
+    app_store(6, clwb=True)                                    # 6: clwb, no fence
+    app_store(7, clwb=False)                                   # 7: stores only
+
+    domain = cpu.persistence_domain or "(none)"
+    fua = disk.fua
+    report = m.crash(policy)
+    m.boot()
+    disk = m.block_device(ns.dev)
+    checks = []
+    for tag, (group, durable) in enumerate(PERSISTENCE_PATTERNS):
+        for i in range(blocks):
+            found = (app.load(off(tag, i), BLOCK) if group.startswith("app")
+                     else disk.read(off(tag, i), BLOCK))
+            checks.append(Check(f"{group}[{i}]", data[tag, i], found, durable=durable,
+                                group=group))
+    notes = {"region persistence_domain": domain, "pmem queue advertises FUA": fua,
+             "crash: lines in flight": report.lines_pending,
+             "crash: lines kept whole": report.lines_kept,
+             "crash: lines lost": report.lines_lost, "crash: lines torn": report.lines_torn}
+    return Outcome(checks, (report,), notes)
+
+
+# -- crash states ----------------------------------------------------------------------
+
+SECONDS_PER_YEAR = 31_557_600
+
+
+def crash_states_workload(m: Machine, writes: int = 1) -> Outcome:
+    """``writes`` 4 KiB block writes in flight (NT stores, no fence), then count the
+    distinct images a crash could leave, against the ``2**writes`` a device with atomic
+    sectors allows; then one random crash (seeded by the run's seed) as a sample."""
+    if writes < 1:
+        raise InvalidArgument(f"writes must be at least 1, not {writes}")
+    seed = m.config.seed
+    ns = m.bus.create_namespace(mode="raw", size=max(NS_SIZE, writes * BLOCK), name="explore")
+    disk = m.block_device(ns.dev)
+    cpu = m.platform.cpu
+    blocks = [tagged_block(seed, 0, i) for i in range(writes)]
+    for i, b in enumerate(blocks):
+        disk.write(i * BLOCK, b)
+    pending = cpu.pending()
+    lines = {a >> 6 for s in pending for a in range(s.addr, s.addr + s.length, 64)}
+    units = sum(((s.addr + s.length - 1) >> 3) - (s.addr >> 3) + 1 for s in pending)
+    images = cpu.count_crash_images()
+    report = m.crash(policy_from_name("random", seed))
+    m.boot()
+    disk = m.block_device(ns.dev)
+    checks = [Check(f"sampled crash[{i}]", b, disk.read(i * BLOCK, BLOCK), group="sampled crash")
+              for i, b in enumerate(blocks)]
+    notes = {
+        "in-flight 4 KiB writes": writes,
+        "cache lines in flight": len(lines),
+        "8-byte units in flight": units,
+        "distinct crash images": images,
+        "log10(crash images)": round(math.log10(images), 2),
+        "images if each write were atomic": 2 ** writes,
+        "years to enumerate at 10^6 images/s": images // (10**6 * SECONDS_PER_YEAR),
+    }
+    return Outcome(checks, (report,), notes)
+
+
+# -- the catalogue ----------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class Builtin:
+    """A named experiment with defaults; ``needs`` names what is missing when it
+    cannot run yet: ``((seam, issue), ...)``."""
+
+    name: str
+    summary: str
+    workload: Workload | None = None
+    base: MachineConfig = attrs.field(factory=MachineConfig)
+    vary: dict[str, tuple[Any, ...]] = attrs.field(factory=dict)
+    seeds: int = 1
+    params: dict[str, Any] = attrs.field(factory=dict)
+    headline: str = ""
+    needs: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def available(self) -> bool:
+        return self.workload is not None
+
+    def unavailable_reason(self) -> str:
+        have = {s.name for s in all_seams()}
+        parts = []
+        for s, issue in self.needs:
+            if s in have:
+                parts.append(f"seam {s!r} (registered now) and a workload for it, which is "
+                             "not written yet (issue 7)")
+            else:
+                parts.append(f"seam {s!r}, not available yet (issue {issue})")
+        return f"experiment {self.name!r} needs " + "; and ".join(parts)
+
+    def experiment(self, *, vary: Mapping[str, Iterable[Any]] | None = None,
+                   seeds: int | Iterable[int] | None = None) -> Experiment:
+        if self.workload is None:
+            raise NotAvailableYet(self.unavailable_reason())
+        exp = Experiment(self.name, self.workload, self.base, self.vary,
+                         list(range(self.seeds)), self.params, description=self.summary,
+                         headline=self.headline)
+        if isinstance(seeds, int):
+            if seeds < 1:
+                raise InvalidArgument(f"seeds must be at least 1, not {seeds}")
+            seeds = range(seeds)
+        return exp.with_overrides(vary=vary, seeds=seeds)
+
+
+SMALL = MachineConfig(dimms=1, dimm_size=64 * MiB, label_size=128 * KiB, dram_size=1 << 30)
+
+BUILTINS: dict[str, Builtin] = {b.name: b for b in (
+    Builtin(
+        "persistence",
+        "seam persistence (adr, eadr, flush-hint) under raw-pmem block writes and "
+        "application stores through a mapping, then a power failure: what survives, "
+        "what tears",
+        persistence_workload, SMALL,
+        {"persistence": ("adr", "eadr", "flush-hint"), "crash": ("nothing", "random")},
+        seeds=4,
+        headline="""What to look for: FUA and flushed writes survive on all three (pmem's
+flush writes the flush hint). eadr keeps application stores even without clwb; adr loses
+what was not written back and fenced; flush-hint also loses what the application wrote
+back and fenced but never drained through the hint (data.expected violations: user-space
+flushing is not enough without ADR). A block write with no FUA or flush is NT stores
+without a fence: lost everywhere, eadr included.""",
+    ),
+    Builtin(
+        "crash-states",
+        "distinct crash images left by N in-flight 4 KiB writes, against the 2^N a "
+        "sector-atomic device allows: why exhaustive enumeration explodes and random "
+        "crashes are sampled",
+        crash_states_workload, SMALL, {"writes": (1, 2, 4, 8)}, seeds=2,
+        headline="""What to look for: each 4 KiB write is 64 independent cache lines of 8
+atomic words each, so it alone can leave 9^64 (about 10^61) images; N writes multiply.
+No enumeration can cover that: tests sample random crashes, and BTT exists to shrink the
+answer to old-or-new per sector (2^N).""",
+    ),
+    Builtin(
+        "btt-remap",
+        "btt_remap variants (deny-dax, unsafe, notify-holder, defer) under a workload "
+        "mixing mmap stores and block writes to the same blocks",
+        needs=(("btt_remap", 6),),
+    ),
+    Builtin(
+        "memmap",
+        "memmap variants (none, ram, pmem, compound) across namespace sizes from 16 GiB "
+        "to 64 TiB: DRAM spent, pmem lost, DMA pinning, struct page cost",
+        needs=(("memmap", 5),),
+    ),
+    Builtin(
+        "direct-access",
+        "direct_access variants under truncate with a pinned page, a media error inside "
+        "a mapped range, and DAX over BTT",
+        needs=(("direct_access", 5), ("btt_remap", 6)),
+    ),
+)}
+
+
+def get(name: str) -> Builtin:
+    key = name.replace("_", "-")
+    try:
+        return BUILTINS[key]
+    except KeyError:
+        raise InvalidArgument(f"no built-in experiment {name!r}; experiments: "
+                              f"{', '.join(BUILTINS)}") from None
+
+
+def list_experiments() -> list[Builtin]:
+    return list(BUILTINS.values())
+
+
+def run(name: str, *, vary: Mapping[str, Iterable[Any]] | None = None,
+        seeds: int | Iterable[int] | None = None, jobs: int | None = None,
+        scheduler: str | None = None, executor: Executor | None = None,
+        progress: bool | ProgressFn | None = None, all_rows: bool = False) -> Comparison:
+    """Run built-in experiment ``name`` (``jobs``/``scheduler``/``executor`` as in
+    :func:`~nvdimm.explore.sweep.sweep`) and compare its configurations."""
+    exp = get(name).experiment(vary=vary, seeds=seeds)
+    results = sweep(exp, jobs=jobs, scheduler=scheduler, executor=executor, progress=progress)
+    return compare(results, all_rows=all_rows)
