@@ -20,6 +20,7 @@ SUITES = {
     "boot": "bench.bench_boot",
     "trace": "bench.bench_trace",
     "persistence": "bench.bench_persistence",
+    "btt": "bench.bench_btt",
 }
 
 

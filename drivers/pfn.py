@@ -139,6 +139,10 @@ class PfnDriver:
     signature: ClassVar[bytes] = PFN_SIG
     pgmap_type: ClassVar[MemoryType] = MemoryType.FS_DAX
     options: ClassVar[tuple[str, ...]] = ("map", "align", "sector_size")
+    #: Whether the pagemap describes each ``align`` chunk as one compound page (device-dax
+    #: does; fsdax hands out 4 KiB blocks, unless the ``compound`` variant is forced on it
+    #: to ask "what if").
+    compound_pages: ClassVar[bool] = False
 
     def __attrs_post_init__(self) -> None:
         if self.memmap is not None:
@@ -174,10 +178,12 @@ class PfnDriver:
 
     def _pgmap(self, ns: Namespace, layout: PfnLayout) -> DevPagemap:
         policy = self._variant(layout.mode)
+        compound = self.compound_pages or policy.name == "compound"
+        shift = (layout.align // PAGE_SIZE).bit_length() - 1 if compound else 0
         return DevPagemap(self.pgmap_type, layout.start + layout.start_pad, layout.range_len,
                           ns.dev, policy, align=layout.align,
                           altmap=setup_altmap(layout) if policy.uses_altmap else None,
-                          page_free=self._page_free(ns))
+                          page_free=self._page_free(ns), vmemmap_shift=shift)
 
     def _page_free(self, ns: Namespace) -> Any:
         bus = ns.region.bus
@@ -253,8 +259,12 @@ class PfnDriver:
                         size=ns.size)
 
     def detect(self, ns: Namespace) -> bool:
+        """Our info block is there and valid. A valid block this kernel will not use
+        raises UnsupportedInfoBlock: the probe fails instead of falling back to raw."""
         try:
             self.read_info(ns)
+        except UnsupportedInfoBlock:
+            raise
         except NvdimmError:
             return False
         return True

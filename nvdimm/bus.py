@@ -17,7 +17,7 @@ import attrs
 from nvdimm import label as labelmod
 from nvdimm.claim import CLAIM_CLASS, MODES, DriverRegistry, check_claimable, detect_mode
 from nvdimm.dimm import Dimm
-from nvdimm.errors import Busy, InvalidArgument, NotFound, NotSupported
+from nvdimm.errors import Busy, InvalidArgument, NotFound, NotSupported, NvdimmError
 from nvdimm.label_format import iset_cookie_v11, iset_cookie_v12
 from nvdimm.metrics import Metrics
 from nvdimm.namespace import Namespace
@@ -110,12 +110,26 @@ class NvdimmBus:
             self._detect(ns)
 
     def _detect(self, ns: Namespace) -> None:
-        try:
-            mode = detect_mode(lambda off, n: ns.read_bytes(off, n) if off + n <= ns.size
-                               else b"")
-        except Exception:  # unreadable start: Linux falls back to raw
-            mode = None
-        ns.mode = mode or "raw"
+        """Linux's raw-namespace probe: BTT, then PFN, then DAX; a personality is found
+        only when its driver validates its info block (a bad checksum falls through to
+        the next, and finally to raw). A mode whose driver has not landed is named by
+        its signature alone, so the namespace shows its mode but gets no device."""
+        def read(offset: int, length: int) -> bytes:
+            return ns.read_bytes(offset, length) if offset + length <= ns.size else b""
+
+        for mode in ("sector", "fsdax", "devdax"):
+            driver = self.drivers.drivers.get(mode)
+            try:
+                found = (driver.detect(ns) if driver is not None
+                         else detect_mode(read, only=mode) == mode)
+            except NotSupported:  # present but unusable: the probe fails (EOPNOTSUPP)
+                found = True
+            except NvdimmError:  # unreadable metadata: Linux moves on
+                found = False
+            if found:
+                ns.mode = mode
+                return
+        ns.mode = "raw"
 
     def _autobind(self, ns: Namespace) -> None:
         """Attach the driver for the namespace's mode, if the machine has one."""
@@ -125,7 +139,13 @@ class NvdimmBus:
         if driver is None:
             self.trace.emit("nd.probe", ns=ns.dev, mode=ns.mode, result="no driver")
             return
-        self._bind(ns, driver)
+        try:
+            self._bind(ns, driver)
+        except NvdimmError as e:
+            # A probe failure leaves the namespace without a device; boot goes on.
+            self.metrics.c["nd.probe_failures"] += 1
+            self.trace.emit("nd.probe", ns=ns.dev, mode=ns.mode, result="failed",
+                            error=e.message)
 
     def _bind(self, ns: Namespace, driver: Any) -> None:
         ns.device = driver.attach(ns)
@@ -212,6 +232,7 @@ class NvdimmBus:
                        name=name, lbasize=lbasize, label_claim_class="none", mode=mode)
         driver.validate(ns, sector_size=sector_size, **personality)  # before any write
         self._write_labels(ns)
+        ns.label_claim_class = CLAIM_CLASS[mode]
         r.namespaces.append(ns)
         r.advance_seed()
         self.metrics.c["nd.namespaces_created"] += 1

@@ -69,9 +69,12 @@ class Driver(Protocol):
         ...
 
 
-def detect_mode(read: ReadFn) -> str | None:
-    """Which personality's signature is at the start of a namespace, in probe order."""
+def detect_mode(read: ReadFn, only: str | None = None) -> str | None:
+    """Which personality's signature is at the start of a namespace, in probe order
+    (``only``: look for that mode's signature alone)."""
     for sig in SIGNATURES:
+        if only is not None and sig.mode != only:
+            continue
         for off in sig.offsets:
             if read(off + 0, len(sig.signature)) == sig.signature:
                 return sig.mode
