@@ -242,6 +242,48 @@ class NvdimmBus:
         self._bind(ns, driver)
         return ns
 
+    def reconfigure_namespace(self, dev: str, *, mode: str = "fsdax", force: bool = False,
+                              sector_size: int | None = None, name: str | None = None,
+                              **personality: Any) -> Namespace:
+        """``ndctl create-namespace -f -e NS -m MODE``: a new personality on an existing
+        namespace, in place. The capacity stays; a labelled namespace keeps its uuid (and
+        name unless given). As ndctl: disable, zero the info-block area, rewrite the labels
+        with the new claim class and sector size, format, enable. This is how a label-less
+        namespace gets a mode."""
+        ns = self.namespace(dev)
+        if mode not in MODES:
+            raise InvalidArgument(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+        driver = self.drivers.for_mode(mode)
+        if ns.enabled and not force:
+            raise Busy(f"{ns.dev} is active; use --force to reconfigure it")
+        if name is not None and ns.kind == "io":
+            raise InvalidArgument(f"{ns.dev} is label-less: it has no label to hold a name")
+        if name is not None and len(name.encode()) > NAME_MAX:
+            raise InvalidArgument(f"namespace name is {len(name.encode())} bytes; at most "
+                                  f"{NAME_MAX} fit in a label")
+        if mode == "raw" and sector_size not in (None, 512, 4096):
+            raise InvalidArgument(f"raw namespaces have 512 or 4096-byte sectors, not "
+                                  f"{sector_size}")
+        old = (ns.lbasize, ns.name)
+        driver.validate(ns, sector_size=sector_size, **personality)  # before any write
+        if mode == "raw":
+            ns.lbasize = sector_size or SECTOR_SIZE
+        if ns.enabled:
+            self.disable_namespace(ns.dev)
+        ns.write_bytes(0, bytes(min(ns.size, 8192)))
+        ns.mode = mode
+        if name is not None:
+            ns.name = name
+        if ns.kind == "pmem":
+            self._write_labels(ns)
+        ns.label_claim_class = CLAIM_CLASS[mode]
+        self.metrics.c["nd.namespaces_reconfigured"] += 1
+        self.trace.emit("nd.reconfigure_namespace", ns=ns.dev, mode=mode,
+                        old_lbasize=old[0], lbasize=ns.lbasize)
+        driver.format(ns, sector_size=sector_size, **personality)
+        self._bind(ns, driver)
+        return ns
+
     def _write_labels(self, ns: Namespace, claim_class: str | None = None) -> None:
         r = ns.region
         if claim_class is None:

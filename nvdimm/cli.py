@@ -94,7 +94,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     m = _open(args)
     out = ndctl.create_namespace(m, region=args.region, mode=args.mode, size=args.size,
                                  name=args.name or "", uuid=args.uuid,
-                                 sector_size=args.sector_size, map=args.map, align=args.align)
+                                 sector_size=args.sector_size, map=args.map, align=args.align,
+                                 reconfig=args.reconfig, force=args.force)
     m.save(args.machine)
     _emit(out)
     return 0
@@ -216,6 +217,13 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain_page(args: argparse.Namespace) -> int:
+    m = _open(args)
+    e = ndctl.explain_page(m, args.device, args.offset)
+    _emit(e if args.json else ndctl.render_explain(e))
+    return 0
+
+
 def cmd_tour(args: argparse.Namespace) -> int:
     from nvdimm.tour import run_tour
 
@@ -310,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-l", "--sector-size", type=int, help="sector size (raw: 512 or 4096)")
     s.add_argument("-M", "--map", choices=["mem", "dev"], help="fsdax: where struct pages live")
     s.add_argument("-a", "--align", help="fsdax/devdax: mapping alignment (4K, 2M, 1G)")
+    s.add_argument("-e", "--reconfig", metavar="NAMESPACE",
+                   help="give this existing namespace the new mode in place (how a "
+                        "label-less namespace gets one)")
+    s.add_argument("-f", "--force", action="store_true",
+                   help="with --reconfig: reconfigure even if the namespace is active")
     s.set_defaults(func=cmd_create)
 
     s = sub.add_parser("destroy-namespace", help="destroy a namespace and free its capacity")
@@ -393,6 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all-lanes", action="store_true",
                    help="list every flog lane, not only those used")
     s.set_defaults(func=cmd_dump)
+
+    s = sub.add_parser("explain-page", help="explain one page of a device: pfn, struct "
+                                            "page, where that lives, its pagemap")
+    s.add_argument("device", help="device (pmem0, dax0.0) or namespace (namespace0.0)")
+    s.add_argument("--offset", type=_size, default=0, help="byte offset in the device "
+                                                           "(default 0)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    s.set_defaults(func=cmd_explain_page)
 
     s = sub.add_parser("tour", help="follow one write through every layer, crash, reboot")
     s.add_argument("--seed", type=int, default=1, help="seed (default 1)")

@@ -11,7 +11,7 @@ from nvdimm import label as labelmod
 from nvdimm.errors import InvalidArgument
 from nvdimm.machine import Machine
 from nvdimm.namespace import Namespace
-from nvdimm.units import SECTOR_SIZE, json_size, parse_size
+from nvdimm.units import SECTOR_SIZE, human_size, json_size, parse_size
 
 JSON = Any
 
@@ -129,8 +129,11 @@ def list_(machine: Machine, *, dimms: bool = False, regions: bool = False,
 def create_namespace(machine: Machine, *, region: str | None = None, mode: str = "fsdax",
                      size: str | int | None = None, name: str = "", uuid: str | None = None,
                      sector_size: int | None = None, map: str | None = None,
-                     align: str | int | None = None) -> JSON:
-    """ndctl create-namespace; returns the new namespace as ndctl prints it."""
+                     align: str | int | None = None, reconfig: str | None = None,
+                     force: bool = False) -> JSON:
+    """ndctl create-namespace; returns the new namespace as ndctl prints it. With
+    ``reconfig`` (ndctl's ``-e``), gives that existing namespace the new mode in place
+    (``force`` when it is active)."""
     personality: dict[str, Any] = {}
     if map is not None:
         if map not in ("mem", "dev"):
@@ -140,6 +143,14 @@ def create_namespace(machine: Machine, *, region: str | None = None, mode: str =
         personality["align"] = parse_size(align)
     if mode in ("raw", "sector") and personality:
         raise InvalidArgument(f"--map and --align apply to fsdax and devdax, not {mode}")
+    if reconfig is not None:
+        if size is not None or uuid is not None or region is not None:
+            raise InvalidArgument("--reconfig keeps the namespace's region, size and uuid; "
+                                  "destroy and create it to change those")
+        ns = machine.bus.reconfigure_namespace(reconfig, mode=mode, force=force,
+                                               sector_size=sector_size,
+                                               name=name or None, **personality)
+        return namespace_json(ns, human=True)
     try:
         uid = uuidlib.UUID(uuid) if uuid else None
     except ValueError:
@@ -295,3 +306,140 @@ def dump(machine: Machine, dev: str, *, map_limit: int = 16, all_lanes: bool = F
     ns = machine.bus.namespace(dev)
     return dump_btt(NamespaceIO(ns), dev=ns.dev, size=ns.size, parent_uuid=ns.uuid,
                     map_limit=map_limit, all_lanes=all_lanes)
+
+
+NO_PROCESSES = "no processes yet (issue 5 part 2)"
+
+
+def explain_page(machine: Machine, dev: str, offset: int) -> dict[str, Any]:
+    """Explain the page holding byte ``offset`` of a device (pmemN, daxR.M, or the
+    namespace's name): its physical address and pfn, the DIMM behind it, its dev_pagemap,
+    which struct page describes it and where that struct page lives (DRAM, or which
+    range of pmem), and who maps or pins it. Looking creates nothing."""
+    from mm.memmap import PAGE_SIZE
+
+    ns = machine.bus.namespace(dev)
+    device = ns.device
+    if not ns.enabled or device is None:
+        raise InvalidArgument(f"{ns.dev} is disabled: it has no device to explain")
+    name = getattr(device, "name", ns.dev)
+    size = getattr(device, "size", 0)
+    if not 0 <= offset < size:
+        raise InvalidArgument(f"{name}: offset {offset:#x} is outside its {size:#x} bytes")
+    out: dict[str, Any] = {"device": name, "namespace": ns.dev, "mode": ns.mode,
+                           "offset": offset}
+    layout = getattr(device, "layout", None)
+    if layout is not None:
+        out["map"] = layout.mode.map
+    pgmap = getattr(device, "pgmap", None)
+    spa = getattr(device, "spa", None)
+    if spa is None or (ns.mode == "sector"):
+        out["pfn"] = None
+        out["why"] = ("sector mode: the BTT moves a block to a new place on every write, "
+                      "so a sector has no fixed pfn and cannot be mapped (no DAX on BTT)")
+        out["mapped_by"] = out["pinned_by"] = NO_PROCESSES
+        return out
+    phys = spa + offset
+    pfn = phys // PAGE_SIZE
+    dimm, dpa, _ = machine.platform.memctrl.pieces(pfn * PAGE_SIZE, 1)[0]
+    out.update({"phys": phys, "pfn": pfn, "page_offset": phys % PAGE_SIZE,
+                "media": {"dimm": machine.bus.dimms[dimm].dev, "dpa": dpa}})
+    if pgmap is None:
+        out["pgmap"] = None
+        out["struct_page"] = {
+            "exists": False,
+            "why": "raw mode: the namespace is mapped with memremap(), not "
+                   "memremap_pages(): no dev_pagemap, no struct pages, no DAX"}
+    else:
+        out["pgmap"] = pgmap.to_json()
+        out["struct_page"] = _struct_page_json(machine, ns, pgmap, pfn)
+    out["mapped_by"] = out["pinned_by"] = NO_PROCESSES
+    return out
+
+
+def _struct_page_json(machine: Machine, ns: Namespace, pgmap: Any, pfn: int) -> dict[str, Any]:
+    from mm.page import Page
+
+    home = pgmap.home(pfn)
+    sp: dict[str, Any] = {"exists": home.where != "none", "vaddr": home.vaddr,
+                          "lives_in": home.where, "shared": home.shared, "note": home.note}
+    if home.phys is not None:
+        dimm, dpa, _ = machine.platform.memctrl.pieces(home.phys, 1)[0]
+        sp["phys"] = home.phys
+        sp["pmem"] = {"namespace": ns.dev, "offset": home.phys - ns.spa,
+                      "reserved": [8192, pgmap.first_pfn * 4096 - ns.spa],
+                      "dimm": machine.bus.dimms[dimm].dev, "dpa": dpa}
+    if home.where == "none":
+        return sp
+    if not pgmap.pfn_valid(pfn):
+        sp["usable"] = False
+        sp["why"] = ("in the namespace's reserved head (info block and memmap): never "
+                     "handed out, its struct page is not initialised")
+        return sp
+    sp["usable"] = True
+    page = pgmap.peek(pfn)
+    sp["created"] = page is not None
+    sp["fields"] = (page or Page(pfn)).to_json()
+    if pgmap.vmemmap_shift:
+        first = pgmap.first_pfn
+        head = first + ((pfn - first) >> pgmap.vmemmap_shift << pgmap.vmemmap_shift)
+        sp["fields"]["compound_head"] = head
+        sp["fields"]["compound_order"] = pgmap.vmemmap_shift
+    return sp
+
+
+def render_explain(e: dict[str, Any]) -> str:
+    """:func:`explain_page` as aligned lines, one per structure."""
+    def nbytes(n: int) -> str:
+        text = human_size(n)
+        return f"{text} bytes" if text.isdigit() else text
+
+    mapping = f", map={e['map']}" if "map" in e else ""
+    lines = [f"device      {e['device']} ({e['namespace']}, {e['mode']}{mapping})"]
+    if e.get("pfn") is None:
+        lines.append(f"offset      {e['offset']:#x}: {e['why']}")
+    else:
+        m = e["media"]
+        lines.append(f"offset      {e['offset']:#x} -> physical {e['phys']:#x}, pfn "
+                     f"{e['pfn']:#x} ({m['dimm']} DPA {m['dpa']:#x})")
+        pg = e["pgmap"]
+        if pg is None:
+            lines.append("pgmap       none")
+        else:
+            lines.append(f"pgmap       {pg['type']} pfns [{pg['pfns'][0]:#x}, {pg['pfns'][1]:#x})"
+                         f" first usable {pg['first_pfn']:#x}, owner {pg['owner']}")
+            alt = pg.get("altmap")
+            if alt:
+                lines.append(f"            altmap base {alt['base_pfn']:#x} reserve "
+                             f"{alt['reserve']} free {alt['free']}")
+            c = pg.get("cost", {})
+            lines.append(f"            memmap {pg['memmap']}: DRAM {nbytes(c.get('dram', 0))}, "
+                         f"pmem {nbytes(c.get('pmem', 0))} for {c.get('pages', 0)} struct "
+                         f"pages; {pg['struct_pages_created']} created so far")
+        sp = e["struct_page"]
+        if not sp["exists"]:
+            lines.append(f"struct page none: {sp.get('why') or sp.get('note')}")
+        else:
+            where = sp["lives_in"].upper() if sp["lives_in"] == "dram" else sp["lives_in"]
+            place = f"in {where}"
+            if "pmem" in sp:
+                p = sp["pmem"]
+                place = (f"on pmem at {sp['phys']:#x} ({p['namespace']} +{p['offset']:#x}, "
+                         f"{p['dimm']} DPA {p['dpa']:#x})")
+            lines.append(f"struct page at vmemmap {sp['vaddr']:#x}, {place}"
+                         + (" (shared tail page)" if sp["shared"] else ""))
+            if sp["note"]:
+                lines.append(f"            {sp['note']}")
+            if not sp.get("usable", True):
+                lines.append(f"            {sp['why']}")
+            else:
+                f = sp["fields"]
+                made = "created" if sp["created"] else "not created yet (made on first use)"
+                head = (f" compound head {f['compound_head']:#x} order {f['compound_order']}"
+                        if "compound_head" in f else "")
+                lines.append(f"            {made}: flags {f['flags']} refcount "
+                             f"{f['refcount']} pincount {f['pincount']} mapping "
+                             f"{f['mapping'] or '-'} index {f['index']}{head}")
+    lines.append(f"mapped by   {e['mapped_by']}")
+    lines.append(f"pinned by   {e['pinned_by']}")
+    return "\n".join(lines)
