@@ -21,6 +21,7 @@ SUITES = {
     "trace": "bench.bench_trace",
     "persistence": "bench.bench_persistence",
     "btt": "bench.bench_btt",
+    "memmap": "bench.bench_memmap",
 }
 
 

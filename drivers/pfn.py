@@ -150,7 +150,7 @@ class PfnDriver:
 
     # -- options ------------------------------------------------------------------------
 
-    def _settings(self, ns: Namespace, options: dict[str, object]) -> tuple[PfnMode, int]:
+    def _settings(self, options: dict[str, object]) -> tuple[PfnMode, int]:
         extra = {k for k, v in options.items() if v is not None and k not in self.options}
         if extra:
             raise InvalidArgument(f"{self.mode} mode takes no {', '.join(sorted(extra))} "
@@ -195,7 +195,7 @@ class PfnDriver:
         return page_free
 
     def validate(self, ns: Namespace, **options: object) -> None:
-        mode, align = self._settings(ns, options)
+        mode, align = self._settings(options)
         size = options.get("sector_size")
         if size is not None and size not in (512, 4096):
             raise InvalidArgument(f"{self.mode} namespaces have 512 or 4096-byte sectors, "
@@ -212,12 +212,13 @@ class PfnDriver:
             raise InvalidArgument(f"{ns.dev}: physical start {ns.spa:#x} is not 16 MiB "
                                   f"aligned, as ndctl requires for {self.mode}")
         layout = plan(start=ns.spa, size=ns.size, align=align, mode=mode)
-        cost = self._pgmap(ns, layout).request
-        need = self._variant(mode).cost(cost).dram_bytes
+        pgmap = self._pgmap(ns, layout)  # what attach will remap: is there DRAM for it?
+        need = pgmap.memmap.cost(pgmap.request).dram_bytes
         dram = ns.region.bus.platform.dram
-        if need > dram.free:
+        free = dram.free + dram.charges.get(f"memmap:{ns.dev}", 0)  # reconfigure frees it
+        if need > free:
             raise NoSpace(f"{ns.dev}: its memmap needs {human_size(need)} of DRAM "
-                          f"(map={mode.map}) but only {human_size(dram.free)} of "
+                          f"(map={mode.map}) but only {human_size(free)} of "
                           f"{human_size(dram.size)} is free; use --map=dev")
         if isinstance(size, int):
             ns.lbasize = size  # what the label records
@@ -225,7 +226,7 @@ class PfnDriver:
     # -- format ---------------------------------------------------------------------------
 
     def format(self, ns: Namespace, **options: object) -> None:
-        mode, align = self._settings(ns, options)
+        mode, align = self._settings(options)
         layout = plan(start=ns.spa, size=ns.size, align=align, mode=mode)
         bus = ns.region.bus
         uid = uuidlib.UUID(int=bus.rng.getrandbits(128), version=4)

@@ -26,7 +26,7 @@ charges the DRAM (refused with NoSpace when it does not fit) and reports both fi
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -75,14 +75,17 @@ class VmemAltmap:
 class MemmapRequest:
     """Struct pages wanted for the physical range ``[start, start + size)``.
 
-    ``align`` is the mapping alignment (device-dax's compound page size); ``altmap`` is
-    the device's carve-out for the memmap when the owner made one (map=dev).
+    ``align`` is the mapping alignment; ``vmemmap_shift`` the compound order of the
+    memmap (device-dax: ``align`` as a compound page, 9 for 2 MiB, 18 for 1 GiB; 0 for
+    base pages); ``altmap`` is the device's carve-out for the memmap when the owner made
+    one (map=dev).
     """
 
     start: int
     size: int
     align: int = PAGE_SIZE
     altmap: VmemAltmap | None = None
+    vmemmap_shift: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.start % PAGE_SIZE or self.size % PAGE_SIZE or self.size <= 0:
@@ -95,6 +98,11 @@ class MemmapRequest:
     @property
     def start_pfn(self) -> int:
         return self.start >> PAGE_SHIFT
+
+    @property
+    def compound_pages(self) -> int:
+        """Pages per compound page (1: base pages)."""
+        return 1 << self.vmemmap_shift
 
     @property
     def npages(self) -> int:
@@ -137,6 +145,7 @@ class StructPageHome:
     note: str = ""
 
 
+@runtime_checkable
 class MemmapPolicy(Protocol):
     """The ``memmap`` seam's contract (see the module docstring)."""
 
@@ -335,7 +344,7 @@ class PmemMemmap:
 )
 @attrs.frozen(slots=True)
 class CompoundMemmap:
-    """Struct pages in DRAM, one compound page per ``align`` chunk, tail pages shared.
+    """Struct pages in DRAM, tail pages of each compound page (``vmemmap_shift``) shared.
 
     ::
 
@@ -351,7 +360,7 @@ class CompoundMemmap:
     uses_altmap: bool = False
 
     def cost(self, req: MemmapRequest) -> MemmapCost:
-        per_chunk = req.align // PAGE_SIZE  # struct pages per compound page
+        per_chunk = req.compound_pages  # struct pages per compound page
         vmemmap_pages = per_chunk * STRUCT_PAGE_SIZE // PAGE_SIZE
         if vmemmap_pages <= COMPOUND_KEPT_VMEMMAP_PAGES:  # nothing to share: base pages
             return MemmapCost(self.name, req.npages, STRUCT_PAGE_SIZE * req.npages, 0)
@@ -361,15 +370,16 @@ class CompoundMemmap:
 
     def home(self, req: MemmapRequest, pfn: int) -> StructPageHome:
         _check_pfn(req, pfn)
-        per_chunk = req.align // PAGE_SIZE
+        per_chunk = req.compound_pages
         j = (pfn - req.start_pfn) % per_chunk
         vm_page = j * STRUCT_PAGE_SIZE // PAGE_SIZE
         if per_chunk * STRUCT_PAGE_SIZE // PAGE_SIZE <= COMPOUND_KEPT_VMEMMAP_PAGES:
             return StructPageHome("dram", struct_page_address(pfn), note="base pages")
         if vm_page == 0:
             return StructPageHome("dram", struct_page_address(pfn),
-                                  note=f"own vmemmap page: the head of its {req.align:#x} "
-                                       "compound page and the first tails")
+                                  note=f"own vmemmap page: the head of its "
+                                       f"{per_chunk * PAGE_SIZE:#x} compound page and the "
+                                       "first tails")
         return StructPageHome("dram", struct_page_address(pfn), shared=True,
                               note="deduplicated tail page: every vmemmap page after the "
                                    "first of this compound page maps the same 4 KiB")

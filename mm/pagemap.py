@@ -79,9 +79,10 @@ class DevPagemap:
     size: int
     owner: str
     memmap: MemmapPolicy
-    align: int = PAGE_SIZE  # mapping alignment; compound page size for compound memmaps
+    align: int = PAGE_SIZE  # the mapping alignment
     altmap: VmemAltmap | None = None
     page_free: PageFree | None = None
+    vmemmap_shift: int = 0  # compound order of the pages (device-dax: order of align)
     cost: MemmapCost | None = attrs.field(init=False, default=None)
     pages: dict[int, Page] = attrs.field(init=False, factory=dict, repr=False)
     live: bool = attrs.field(init=False, default=False)
@@ -102,20 +103,14 @@ class DevPagemap:
         return self.size >> PAGE_SHIFT
 
     @property
-    def vmemmap_shift(self) -> int:
-        """Compound order of the memmap (0 = base pages)."""
-        if self.memmap.per_page_state or self.align <= PAGE_SIZE:
-            return 0
-        return (self.align // PAGE_SIZE).bit_length() - 1
-
-    @property
     def first_pfn(self) -> int:
         """``pfn_first``: the first pfn with a usable struct page (after the altmap)."""
         return self.start_pfn + (self.altmap.offset if self.altmap is not None else 0)
 
     @property
     def request(self) -> MemmapRequest:
-        return MemmapRequest(self.start, self.size, self.align, self.altmap)
+        return MemmapRequest(self.start, self.size, self.align, self.altmap,
+                             self.vmemmap_shift)
 
     def contains(self, pfn: int) -> bool:
         return self.start_pfn <= pfn < self.end_pfn

@@ -227,8 +227,7 @@ class NvdimmBus:
             raise NoSpace("cannot create a namespace: " + "; ".join(problems))
         r, want = target
         offset = r.allocate(want)  # validates alignment and space
-        ns = Namespace(r, r.seed_id, "pmem", offset, want,
-                       uuid=uuid or uuidlib.UUID(int=self.rng.getrandbits(128), version=4),
+        ns = Namespace(r, r.seed_id, "pmem", offset, want, uuid=uuid or self._new_uuid(),
                        name=name, lbasize=lbasize, label_claim_class="none", mode=mode)
         driver.validate(ns, sector_size=sector_size, **personality)  # before any write
         self._write_labels(ns)
@@ -283,6 +282,14 @@ class NvdimmBus:
         driver.format(ns, sector_size=sector_size, **personality)
         self._bind(ns, driver)
         return ns
+
+    def _new_uuid(self) -> uuidlib.UUID:
+        """A random (seeded, so repeatable) uuid no namespace on the bus has."""
+        taken = {ns.uuid for ns in self.namespaces()}
+        while True:
+            uid = uuidlib.UUID(int=self.rng.getrandbits(128), version=4)
+            if uid not in taken:
+                return uid
 
     def _write_labels(self, ns: Namespace, claim_class: str | None = None) -> None:
         r = ns.region

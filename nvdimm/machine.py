@@ -190,6 +190,9 @@ class Machine:
             "config": self.config.to_dict(),
             "table": _table_to_json(self.platform.table),
             "poison": [[i, s, n] for i, d in enumerate(self.platform.dimms) for s, n in d.poison],
+            # Boots so far: the next boot's random stream (uuids) differs from every
+            # earlier one, also across CLI commands that each load and boot the machine.
+            "boots": self.boots,
         }
         tmp = directory / (CONFIG_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=1) + "\n")
@@ -222,6 +225,11 @@ class Machine:
         cache = directory / CACHE_FILE
         if cache.exists():
             m.platform.cpu.import_pending(cache.read_bytes())
+        boots = state.get("boots", 0)
+        if not isinstance(boots, int) or boots < 0:
+            raise InvalidArgument(f"{cfg_path}: 'boots' must be a non-negative integer")
+        m.boots = boots
+        m._new_kernel()
         m.boot()
         return m
 

@@ -49,7 +49,10 @@ def _namespaces(machine: Machine, region: Any, include_idle: bool) -> list[Names
 
 
 def namespace_json(ns: Namespace, *, verbose: bool = False, media_errors: bool = False,
-                   human: bool = False) -> dict[str, Any]:
+                   human: bool = False, daxregion: bool | None = None) -> dict[str, Any]:
+    """One namespace as ndctl prints it. A device-dax namespace shows its ``daxregion``
+    object (with ``-v``, and in create-namespace's output: ``daxregion=True``) or, in a
+    plain listing, only its ``chardev`` in the same place."""
     out = ns.to_json(verbose=verbose)
     if not verbose:
         out.pop("raw_uuid", None)
@@ -57,7 +60,11 @@ def namespace_json(ns: Namespace, *, verbose: bool = False, media_errors: bool =
     if human and isinstance(size, int):
         out["size"] = json_size(size)
     dax = out.get("daxregion")
-    if human and isinstance(dax, dict):  # device-dax: the region and its devices too
+    if isinstance(dax, dict) and not (verbose if daxregion is None else daxregion):
+        chardev = dax["devices"][0]["chardev"] if dax.get("devices") else None
+        out = {("chardev" if k == "daxregion" else k): (chardev if k == "daxregion" else v)
+               for k, v in out.items()}
+    elif human and isinstance(dax, dict):  # device-dax: the region and its devices too
         dax["size"] = json_size(dax["size"])
         for d in dax.get("devices", []):
             d["size"] = json_size(d["size"])
@@ -150,7 +157,7 @@ def create_namespace(machine: Machine, *, region: str | None = None, mode: str =
         ns = machine.bus.reconfigure_namespace(reconfig, mode=mode, force=force,
                                                sector_size=sector_size,
                                                name=name or None, **personality)
-        return namespace_json(ns, human=True)
+        return namespace_json(ns, human=True, daxregion=True)
     try:
         uid = uuidlib.UUID(uuid) if uuid else None
     except ValueError:
@@ -158,7 +165,7 @@ def create_namespace(machine: Machine, *, region: str | None = None, mode: str =
     ns = machine.bus.create_namespace(
         region=region, mode=mode, size=parse_size(size) if size is not None else None,
         name=name, uuid=uid, sector_size=sector_size, **personality)
-    return namespace_json(ns, human=True)
+    return namespace_json(ns, human=True, daxregion=True)
 
 
 def destroy_namespace(machine: Machine, dev: str, *, force: bool = False) -> str:

@@ -129,3 +129,14 @@ def test_import_rejects_a_truncated_image(tmp_path, capsys):
     bad.write_bytes(b"\0" * 4096)
     rc, _, err = run(capsys, "--machine", str(tmp_path / "m"), "import-image", str(bad))
     assert rc == 1 and "too small" in err
+
+
+def test_namespaces_created_by_separate_commands_get_distinct_uuids(mdir, capsys):
+    m = ["--machine", str(mdir)]
+    uuids = set()
+    for name in ("one", "two", "three"):
+        _, out, _ = run(capsys, *m, "create-namespace", "-m", "raw", "-s", "16M", "-n", name)
+        uuids.add(json.loads(out)["uuid"])
+    assert len(uuids) == 3
+    _, out, _ = run(capsys, *m, "list", "-N")
+    assert sorted(ns["name"] for ns in json.loads(out)) == ["one", "three", "two"]

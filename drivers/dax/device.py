@@ -168,6 +168,7 @@ class DaxDriver(PfnDriver):
 
     signature: ClassVar[bytes] = DAX_SIG
     pgmap_type: ClassVar[MemoryType] = MemoryType.GENERIC
+    compound_pages: ClassVar[bool] = True
 
     def _device(self, ns: Namespace, info: PfnInfo, layout: PfnLayout,
                 pgmap: DevPagemap) -> object:

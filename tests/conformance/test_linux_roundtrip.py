@@ -644,3 +644,243 @@ def test_after_a_reboot_the_model_numbers_namespaces_as_linux(destroy_case: Dest
             (ndctl.read_labels(t.imported, "nmem0"), t.rebooted.section(LABELS).json, LABELS),
         ]
     )
+
+
+# =========================================================================== fsdax and devdax
+#
+# Issue 5: the pfn and dax personalities. Model -> Linux: the model makes fsdax and
+# devdax namespaces (map=dev and map=mem, 2 MiB and 4 KiB alignments, label-less too) and
+# writes data through the fsdax disks; Linux must list them as the model does, read the
+# data, and decode the same info blocks. Linux -> model: Linux makes the same namespaces;
+# the model doing the same prints what ndctl printed and leaves the same image (but for
+# the run-to-run parts: the info blocks' uuid and checksum and the map=dev struct page
+# reservation), and the model importing Linux's image lists it as Linux does.
+
+
+@dataclass(frozen=True)
+class PfnSpec:
+    mode: str
+    size: str
+    name: str
+    uuid: str
+    map: str | None = None
+    align: str | None = None
+    sector_size: int | None = None
+
+    def command(self) -> str:
+        words = [f"ndctl create-namespace -m {self.mode} -r region0 -s {self.size}",
+                 f"-n {self.name} -u {self.uuid}"]
+        if self.map:
+            words.append(f"--map={self.map}")
+        if self.align:
+            words.append(f"-a {self.align}")
+        if self.sector_size:
+            words.append(f"-l {self.sector_size}")
+        return " ".join(words)
+
+    def create_in(self, m: Machine) -> Any:
+        return ndctl.create_namespace(
+            m, region="region0", mode=self.mode, size=self.size, name=self.name,
+            uuid=self.uuid, map=self.map, align=self.align, sector_size=self.sector_size)
+
+
+PFN_SPECS = (
+    PfnSpec("fsdax", "64M", "pfn-a", "33333333-cccc-4000-8000-000000000001"),
+    PfnSpec("fsdax", "32M", "pfn-b", "33333333-cccc-4000-8000-000000000002", map="mem",
+            sector_size=4096),
+    PfnSpec("devdax", "64M", "dax-c", "33333333-cccc-4000-8000-000000000003"),
+    PfnSpec("devdax", "32M", "dax-d", "33333333-cccc-4000-8000-000000000004", map="mem",
+            align="4K"),
+    PfnSpec("fsdax", "32M", "pfn-e", "33333333-cccc-4000-8000-000000000005", align="4K"),
+)
+PFN_BLOCKDEVS = ("pmem0", "pmem0.1", "pmem0.4")  # the fsdax ones, in PFN_SPECS order
+PFN_LIST_VARIANTS = {k: LIST_VARIANTS[k] for k in (LISTING, "ndctl list -N", "ndctl list")}
+
+
+def read_infoblock(dev: str) -> str:
+    return f"ndctl read-infoblock -j {dev}"
+
+
+def model_infoblocks(m: Machine) -> dict[str, Any]:
+    """What ``ndctl read-infoblock -j`` prints for each pfn/dax namespace of the model."""
+    return {ns.dev: [ns.device.info.to_json(ns.dev)] for ns in m.bus.namespaces()
+            if ns.mode in ("fsdax", "devdax")}
+
+
+def build_pfn_image(label_version: str | None, directory: Path) -> ModelImage:
+    if label_version is None:
+        m = Machine.create(MachineConfig(dimms=1, dimm_size=DIMM_FILE, label_size=0,
+                                         advertise_persistence=False))
+        ns = m.bus.namespace("namespace0.0")  # create-namespace -f -e namespace0.0 -m fsdax
+        m.bus.disable_namespace(ns.dev)
+        drv = m.drivers.for_mode("fsdax")
+        drv.validate(ns)
+        drv.format(ns)
+        m.bus.enable_namespace(ns.dev)
+        blockdevs: tuple[str, ...] = ("pmem0",)
+    else:
+        m = Machine.create(MachineConfig(dimms=1, dimm_size=DIMM_FILE - LABEL_SIZE,
+                                         label_size=LABEL_SIZE, advertise_persistence=False))
+        m.bus.disable_region("region0")
+        ndctl.init_labels(m, "all", version=label_version)
+        m.bus.enable_region("region0")
+        for spec in PFN_SPECS:
+            spec.create_in(m)
+        blockdevs = PFN_BLOCKDEVS
+    written = {}
+    for i, b in enumerate(blockdevs):
+        data = pattern_for(i)
+        m.block_device(b).write(0, data, fua=True)
+        written[b] = data
+    m.save(directory)
+    return ModelImage(label_version, m, directory / "nmem0.img", written)
+
+
+@dataclass
+class PfnModelToLinux:
+    built: ModelImage
+    result: oracle.GuestResult
+
+
+@pytest.fixture(
+    scope="module", params=["1.1", "1.2", None], ids=["labels-v1.1", "labels-v1.2", "label-less"]
+)
+def pfn_model_to_linux(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> PfnModelToLinux:
+    runner = oracle.require_runner()
+    built = build_pfn_image(request.param, tmp_path_factory.mktemp("model-pfn-image"))
+    devs = sorted(model_infoblocks(built.machine))
+    commands = [*PFN_LIST_VARIANTS, LABELS, *(dd_hash(b) for b in built.written),
+                "ndctl disable-namespace all", *(read_infoblock(d) for d in devs)]
+    result = oracle.run_batch(
+        built.image, commands, label_size=built.label_size, read_only=True, runner=runner
+    )
+    assert result.rc == 0, result.describe()
+    return PfnModelToLinux(built, result)
+
+
+def test_linux_lists_the_models_fsdax_and_devdax_as_the_model_does(
+    pfn_model_to_linux: PfnModelToLinux,
+) -> None:
+    r, m = pfn_model_to_linux.result, pfn_model_to_linux.built.machine
+    pairs = [(ndctl.list_(m, **opts), r.section(cmd).json, cmd)
+             for cmd, opts in PFN_LIST_VARIANTS.items()]
+    pairs.append((ndctl.read_labels(m, "nmem0"), r.section(LABELS).json, LABELS))
+    assert_all_same(pairs)
+
+
+def test_linux_decodes_the_models_info_blocks_as_the_model_does(
+    pfn_model_to_linux: PfnModelToLinux,
+) -> None:
+    r, m = pfn_model_to_linux.result, pfn_model_to_linux.built.machine
+    assert_all_same([(mine, r.section(read_infoblock(dev)).json, read_infoblock(dev))
+                     for dev, mine in model_infoblocks(m).items()])
+
+
+def test_linux_reads_the_data_the_model_wrote_through_fsdax(
+    pfn_model_to_linux: PfnModelToLinux,
+) -> None:
+    built = pfn_model_to_linux.built
+    got = {b: linux_hash(pfn_model_to_linux.result, b) for b in built.written}
+    want = {b: sha(data) for b, data in built.written.items()}
+    assert got == want, f"sha256 of the first MiB per fsdax disk: linux {got}, model {want}"
+
+
+@dataclass
+class PfnLinuxToModel:
+    version: str
+    result: oracle.GuestResult
+    image: Path
+    data: dict[str, bytes]
+    model: Machine
+    model_created: list[Any]
+    model_image: Path
+    imported: Machine
+
+
+@pytest.fixture(scope="module", params=["1.1", "1.2"], ids=["labels-v1.1", "labels-v1.2"])
+def pfn_linux_to_model(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> PfnLinuxToModel:
+    runner = oracle.require_runner()
+    version: str = request.param
+    work = tmp_path_factory.mktemp(f"linux-pfn-v{version}")
+    files = []
+    for i in range(len(PFN_BLOCKDEVS)):
+        f = work / f"data{i}.bin"
+        f.write_bytes(pattern_for(i))
+        files.append(f)
+    commands = [
+        init_command(version),
+        *(s.command() for s in PFN_SPECS),
+        *(f"dd if=/in/{f.name} of=/dev/{b} bs=4096 conv=fsync 2>/dev/null"
+          for f, b in zip(files, PFN_BLOCKDEVS, strict=True)),
+        *PFN_LIST_VARIANTS, LABELS,
+    ]
+    image = work / "linux.img"
+    result = oracle.run_batch(image, commands, label_size="128K", create_size="256M",
+                              files=files, runner=runner)
+    assert result.rc == 0, result.describe()
+    require_ok(result, *(s.command() for s in PFN_SPECS))
+    data = {b: f.read_bytes() for b, f in zip(PFN_BLOCKDEVS, files, strict=True)}
+    m = Machine.create(MachineConfig(dimms=1, dimm_size=DIMM_FILE - LABEL_SIZE,
+                                     label_size=LABEL_SIZE, advertise_persistence=False))
+    m.bus.disable_region("region0")
+    ndctl.init_labels(m, "all", version=version)
+    m.bus.enable_region("region0")
+    created = [s.create_in(m) for s in PFN_SPECS]
+    for b, d in data.items():
+        m.block_device(b).write(0, d, fua=True)
+    m.save(work / "model")
+    imported = Machine.import_image(image, label_size=LABEL_SIZE)
+    return PfnLinuxToModel(version, result, image, data, m, created,
+                           work / "model" / "nmem0.img", imported)
+
+
+def _without_run_to_run(m: Machine, image: bytes) -> bytes:
+    """The image with what differs between runs of the same steps zeroed: each info
+    block's uuid and checksum and, with map=dev, the struct page reservation."""
+    buf = bytearray(image)
+    for ns in m.bus.namespaces():
+        if ns.mode not in ("fsdax", "devdax"):
+            continue
+        start = ns.dpa_offset  # one DIMM: DPA = file offset
+        buf[start + 4096 + 16:start + 4096 + 32] = bytes(16)
+        buf[start + 8192 - 8:start + 8192] = bytes(8)
+        reserved = ns.device.layout.memmap_reserved
+        buf[start + 8192:start + 8192 + reserved] = bytes(reserved)
+    return bytes(buf)
+
+
+def test_model_creating_fsdax_and_devdax_prints_what_ndctl_printed(
+    pfn_linux_to_model: PfnLinuxToModel,
+) -> None:
+    t = pfn_linux_to_model
+    pairs = []
+    for spec, mine in zip(PFN_SPECS, t.model_created, strict=True):
+        linux = t.result.section(spec.command()).json
+        pairs.append(({**mine, "uuid": "(run to run)"}, {**linux, "uuid": "(run to run)"},
+                      spec.command()))
+    assert_all_same(pairs)
+
+
+def test_model_creating_fsdax_and_devdax_leaves_linuxs_image(
+    pfn_linux_to_model: PfnLinuxToModel,
+) -> None:
+    t = pfn_linux_to_model
+    mine = _without_run_to_run(t.model, t.model_image.read_bytes())
+    linux = _without_run_to_run(t.model, t.image.read_bytes())
+    text = render_byte_diff(mine, linux, max_ranges=8)
+    assert not text, f"image (info block uuids, checksums, map=dev memmaps left out): {text}"
+
+
+def test_model_imports_linuxs_fsdax_and_devdax(pfn_linux_to_model: PfnLinuxToModel) -> None:
+    t = pfn_linux_to_model
+    pairs = [(ndctl.list_(t.imported, **opts), nth(t.result, cmd, -1).json, cmd)
+             for cmd, opts in PFN_LIST_VARIANTS.items()]
+    pairs.append((ndctl.read_labels(t.imported, "nmem0"), nth(t.result, LABELS, -1).json,
+                  LABELS))
+    assert_all_same(pairs)
+    for b, d in t.data.items():
+        assert bytes(t.imported.block_device(b).read(0, READ_LEN)) == d, b
