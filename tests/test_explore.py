@@ -373,7 +373,7 @@ def test_crash_images_multiply_with_each_in_flight_write():
 
 
 def test_experiments_waiting_for_other_seams_say_which_issue():
-    for name, issue in (("btt-remap", "6"), ("memmap", "5"), ("direct-access", "5")):
+    for name, issue in (("btt-remap", "6"), ("direct-access", "5")):
         b = builtin.get(name)
         assert not b.available
         with pytest.raises(NotAvailableYet, match=f"issue ({issue}|7)"):
@@ -450,3 +450,38 @@ def test_user_variant_example_runs_outside_the_project():
     assert "eadr-wc" in header
     row = next(ln for ln in out.splitlines() if ln.strip().startswith("write (no flush)"))
     assert row.split()[-3:] == ["0/0/4", "0/0/4", "4/0/0"]  # only the made-up platform
+
+
+@pytest.fixture(scope="module")
+def memmap_runs() -> dict[tuple[str, int], dict[str, object]]:
+    c = builtin.run("memmap", seeds=1, jobs=1, progress=False)
+    return {(r.config["variant"], r.config["size_gib"]): r.notes for r in c.results.runs}
+
+
+def test_memmap_in_dram_costs_16_gib_per_tib_up_to_1_tib_for_64_tib(memmap_runs):
+    for size in (16, 1024, 65536):
+        assert memmap_runs["ram", size]["DRAM per TiB of pmem (GiB)"] == 16
+    assert memmap_runs["ram", 65536]["DRAM for struct pages (GiB)"] == 1024
+
+
+def test_memmap_on_pmem_costs_no_dram_but_capacity(memmap_runs):
+    for size in (16, 1024, 65536):
+        notes = memmap_runs["pmem", size]
+        assert notes["DRAM for struct pages (GiB)"] == 0
+        assert 1.5 < notes["capacity lost %"] < 1.7
+        assert notes["struct page lives in"] == "pmem"
+
+
+def test_compound_pages_cut_the_dram_memmap_but_lose_per_page_state(memmap_runs):
+    ram = memmap_runs["ram", 1024]["DRAM for struct pages (GiB)"]
+    compound = memmap_runs["compound", 1024]["DRAM for struct pages (GiB)"]
+    assert compound == ram / 4  # 2 of 8 vmemmap pages kept per 2 MiB
+    assert memmap_runs["compound", 1024]["per-4K page state"].startswith("no")
+
+
+def test_no_memmap_is_free_and_cannot_pin_for_dma(memmap_runs):
+    notes = memmap_runs["none", 65536]
+    assert notes["DRAM for struct pages (GiB)"] == 0
+    assert notes["pmem reserved for struct pages (GiB)"] == 0
+    assert notes["pin for DMA"].startswith("no")
+    assert all(memmap_runs[v, 16]["pin for DMA"] == "yes" for v in ("ram", "pmem", "compound"))

@@ -6,13 +6,14 @@ persistence     the ``persistence`` seam (adr, eadr, flush-hint) under raw-pmem 
 crash-states    how many distinct crash images N in-flight 4 KiB writes can leave:
                 why exhaustive enumeration explodes and random crashes are sampled
 btt-remap       ``btt_remap`` variants under mixed mmap and block writes (issue 6)
-memmap          ``memmap`` variants across namespace sizes (issue 5)
+memmap          ``memmap`` variants (none, ram, pmem, compound) across namespace sizes
+                from 16 GiB to 64 TiB: DRAM spent, pmem lost, DMA pinning
 direct-access   ``direct_access`` variants under truncate, media errors, DAX over BTT
                 (issues 5 and 6)
 ==============  ===================================================================
 
-The last three need seams that other issues are building; asking for them raises
-:class:`~nvdimm.errors.NotAvailableYet` naming the issue.
+``btt-remap`` and ``direct-access`` need seams that other issues are building; asking
+for them raises :class:`~nvdimm.errors.NotAvailableYet` naming the issue.
 
 Each workload here is a module-level function, so sweeps can send it to other
 processes and Dask workers.
@@ -35,7 +36,7 @@ from nvdimm.explore.sweep import ProgressFn, sweep
 from nvdimm.machine import Machine, MachineConfig
 from nvdimm.platform.crash import policy_from_name
 from nvdimm.seams import all_seams
-from nvdimm.units import KiB, MiB
+from nvdimm.units import KiB, MiB, parse_size
 
 BLOCK = 4096
 NS_SIZE = 16 * MiB
@@ -195,6 +196,66 @@ def crash_states_workload(m: Machine, writes: int = 1) -> Outcome:
     return Outcome(checks, (report,), notes)
 
 
+# -- memmap ---------------------------------------------------------------------------
+
+MEMMAP_PERSONALITY = {"none": "fsdax", "ram": "fsdax", "pmem": "fsdax", "compound": "devdax"}
+
+
+def memmap_workload(m: Machine, variant: str = "pmem", size_gib: int = 16,
+                    align: str = "2M") -> Outcome:
+    """One namespace of ``size_gib`` GiB whose struct pages come from memmap variant
+    ``variant``: fsdax for ``none``, ``ram`` (``--map=mem``) and ``pmem`` (``--map=dev``,
+    ndctl's default); devdax for ``compound`` (Linux gives compound pages only to
+    device-dax). Reports what the memmap costs in DRAM and in pmem capacity, where a
+    struct page lives, and whether the pages can be pinned for DMA (the variant's
+    capability), then writes and reads a block at the end of the data area."""
+    from drivers.dax import DaxDriver
+    from drivers.pfn import PfnDriver
+
+    if variant not in MEMMAP_PERSONALITY:
+        raise InvalidArgument(f"memmap variant must be one of "
+                              f"{', '.join(MEMMAP_PERSONALITY)}, not {variant!r}")
+    mode = MEMMAP_PERSONALITY[variant]
+    pfn = m.drivers.drivers["fsdax"]
+    assert isinstance(pfn, PfnDriver)
+    cls = DaxDriver if mode == "devdax" else PfnDriver
+    m.drivers.register(cls(memmap=variant, pagemaps=pfn.pagemaps))
+    dram_before = m.platform.dram.used
+    ns = m.bus.create_namespace(mode=mode, size=size_gib << 30, name="explore",
+                                align=parse_size(align))
+    dev = ns.device
+    layout = getattr(dev, "layout", None)
+    pgmap = getattr(dev, "pgmap", None)
+    assert layout is not None and pgmap is not None
+    dram = m.platform.dram.used - dram_before
+    reserved = int(layout.memmap_reserved)
+    usable = int(getattr(dev, "size", 0))
+    home = pgmap.home(pgmap.first_pfn)
+    checks: list[Check] = []
+    if mode == "fsdax":
+        disk = m.block_device(ns.dev)
+        block = tagged_block(m.config.seed, 1, 0)
+        disk.write(disk.size - BLOCK, block, fua=True)
+        checks.append(Check("last data block", block, disk.read(disk.size - BLOCK, BLOCK),
+                            durable=True, group="data"))
+    size = size_gib << 30
+    notes = {
+        "personality": mode,
+        "namespace GiB": size_gib,
+        "DRAM for struct pages (GiB)": round(dram / (1 << 30), 3),
+        "DRAM per TiB of pmem (GiB)": round(dram * 1024 / size, 3),
+        "pmem reserved for struct pages (GiB)": round(reserved / (1 << 30), 3),
+        "capacity lost %": round(100 * (size - usable) / size, 3),
+        "struct page lives in": home.where,
+        "pin for DMA": "yes" if pgmap.memmap.can_pin else "no (no struct page)",
+        "per-4K page state": ("yes" if pgmap.memmap.per_page_state
+                              else "no (shared tails)" if pgmap.memmap.struct_pages
+                              else "no (no struct page)"),
+        "struct pages created": len(pgmap.pages),
+    }
+    return Outcome(checks, (), notes)
+
+
 # -- the catalogue ----------------------------------------------------------------------
 
 
@@ -243,6 +304,10 @@ class Builtin:
 
 
 SMALL = MachineConfig(dimms=1, dimm_size=64 * MiB, label_size=128 * KiB, dram_size=1 << 30)
+# 64 TiB of pmem (plus room for the 16 MiB region alignment) and 2 TiB of DRAM, so memmap
+# in DRAM fits even for the largest namespace; sparse media makes this free.
+HUGE = MachineConfig(dimms=1, dimm_size=(64 << 40) + 64 * MiB, label_size=128 * KiB,
+                     dram_size=2 << 40)
 
 BUILTINS: dict[str, Builtin] = {b.name: b for b in (
     Builtin(
@@ -281,7 +346,13 @@ answer to old-or-new per sector (2^N).""",
         "memmap",
         "memmap variants (none, ram, pmem, compound) across namespace sizes from 16 GiB "
         "to 64 TiB: DRAM spent, pmem lost, DMA pinning, struct page cost",
-        needs=(("memmap", 5),),
+        memmap_workload, HUGE,
+        {"variant": ("none", "ram", "pmem", "compound"), "size_gib": (16, 1024, 65536)},
+        headline="""What to look for: struct pages cost 64 bytes per 4 KiB page. In DRAM
+(ram) that is 16 GiB per TiB, 1 TiB of DRAM for 64 TiB of pmem; on the device (pmem,
+ndctl's default) it costs no DRAM but 1.56 % of the namespace; compound pages (device-dax)
+share tail struct pages and cut DRAM by 75 % at 2 MiB alignment, at the price of per-4K
+state; none costs nothing and cannot pin pages for DMA.""",
     ),
     Builtin(
         "direct-access",
