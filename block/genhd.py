@@ -51,7 +51,7 @@ from block.bio import (
     write_bio,
     write_zeroes_bio,
 )
-from nvdimm.errors import InvalidArgument, NvdimmError, ReadOnly
+from nvdimm.errors import InvalidArgument, MediaError, NvdimmError, ReadOnly
 from nvdimm.metrics import Metrics
 from nvdimm.trace import Trace
 from nvdimm.units import SECTOR_SIZE
@@ -98,6 +98,38 @@ class FastRW(Protocol):
         the caller may reuse its buffer.
         """
         ...
+
+
+def complete_bio(bio: Bio, do_read: Callable[[int, int], bytes],
+                 do_write: Callable[[int, BufferLike, int], None],
+                 flush: Callable[[], None], *, write_zeroes: bool = False) -> None:
+    """``submit_bio`` for a bio-based driver that has the :class:`FastRW` hooks: every
+    bio is one hook call. An empty WRITE (a PREFLUSH bio) or a FLUSH runs ``flush``; a
+    READ fills the bio's buffer; DISCARD and WRITE_ZEROES write zeros when the driver
+    says it can (``write_zeroes``), else complete with EOPNOTSUPP. A ``MediaError``
+    completes the bio with EIO instead of raising."""
+    op = bio.op
+    try:
+        if op == _FLUSH or (op == _WRITE and not bio.length):
+            flush()
+        elif op == _READ:
+            data = do_read(bio.sector, bio.length)
+            buf = bio.data
+            if isinstance(buf, (bytearray, memoryview)):
+                buf[:] = data
+            else:
+                bio.data = bytearray(data)
+        elif op == _WRITE:
+            assert bio.data is not None
+            do_write(bio.sector, bio.data, bio.flags)
+        elif write_zeroes and op in (_DISCARD, _WRITE_ZEROES):
+            do_write(bio.sector, bytes(bio.length), bio.flags)
+        else:
+            bio.status = -errno.EOPNOTSUPP
+            return
+        bio.status = 0
+    except MediaError:
+        bio.status = -errno.EIO
 
 
 ReadHook = Callable[[int, int], bytes]

@@ -15,14 +15,13 @@ errors), relative to the start of the device's data.
 
 from __future__ import annotations
 
-import errno
 from typing import Any
 
 import attrs
 
 from block.badblocks import BadBlocks
-from block.bio import FUA, PREFLUSH, Bio, ReqOp
-from block.genhd import Gendisk
+from block.bio import FUA, PREFLUSH, Bio
+from block.genhd import Gendisk, complete_bio
 from nvdimm.errors import InvalidArgument, MediaError
 from nvdimm.metrics import Metrics
 from nvdimm.namespace import Namespace
@@ -172,27 +171,7 @@ class PmemDevice:
 
     def submit_bio(self, bio: Bio) -> None:
         """The general path: one bio, completed with a status instead of raising."""
-        try:
-            if bio.op == ReqOp.FLUSH or (bio.op == ReqOp.WRITE and not bio.length):
-                self.flush()
-            elif bio.op == ReqOp.READ:
-                data = self.do_read(bio.sector, bio.length)
-                buf = bio.data
-                if isinstance(buf, (bytearray, memoryview)):
-                    buf[:] = data
-                else:
-                    bio.data = bytearray(data)
-            elif bio.op == ReqOp.WRITE:
-                assert bio.data is not None
-                self.do_write(bio.sector, bio.data, bio.flags)
-            elif bio.op in (ReqOp.DISCARD, ReqOp.WRITE_ZEROES):
-                self.do_write(bio.sector, bytes(bio.length), bio.flags)
-            else:  # pragma: no cover - ReqOp is closed
-                bio.status = -errno.EOPNOTSUPP
-                return
-            bio.status = 0
-        except MediaError:
-            bio.status = -errno.EIO
+        complete_bio(bio, self.do_read, self.do_write, self.flush, write_zeroes=True)
 
     # -- what ndctl shows -------------------------------------------------------------
 

@@ -17,14 +17,13 @@ block-integrity metadata inline, in each block after its 512 or 4096 data bytes.
 
 from __future__ import annotations
 
-import errno
 import uuid as uuidlib
 from typing import Any
 
 import attrs
 
-from block.bio import Bio, BufferLike, ReqOp
-from block.genhd import Gendisk
+from block.bio import Bio, BufferLike
+from block.genhd import Gendisk, complete_bio
 from drivers.btt.arena import Arena, PieceHook
 from drivers.btt.arena import write_layout as _write_layout
 from drivers.btt.format import (
@@ -353,24 +352,7 @@ class BttDevice:
         """Nothing to do: every BTT write was durable when it completed."""
 
     def submit_bio(self, bio: Bio) -> None:
-        try:
-            if bio.op == ReqOp.READ:
-                data = self.do_read(bio.sector, bio.length)
-                buf = bio.data
-                if isinstance(buf, (bytearray, memoryview)):
-                    buf[:] = data
-                else:
-                    bio.data = bytearray(data)
-            elif bio.op == ReqOp.WRITE:
-                if bio.length:
-                    assert bio.data is not None
-                    self.do_write(bio.sector, bio.data, bio.flags)
-            else:
-                bio.status = -errno.EOPNOTSUPP
-                return
-            bio.status = 0
-        except MediaError:
-            bio.status = -errno.EIO
+        complete_bio(bio, self.do_read, self.do_write, self.flush)
 
     # -- what ndctl shows ------------------------------------------------------------------
 

@@ -407,22 +407,8 @@ class PersistenceDomain:
         """SFENCE: written-back lines and NT stores reach the memory controller."""
         if self.metrics is not None:
             self.metrics.c["cpu.fences"] += 1
-        durable = 0
-        todo = self._wb_pages
-        if todo:
-            self._epoch += 1
-            pages = self._pages
-            for pno in todo:
-                lst = pages.get(pno)
-                if lst is None:
-                    continue
-                for r in lst:
-                    if r.stage == _WRITTEN_BACK:
-                        r.stage = _FENCED
-                durable += self._settle(pno)
-                if not self._fence_is_enough and pno in pages:
-                    self._wpq_pages.add(pno)
-            todo.clear()
+        durable = self._promote(self._wb_pages, _WRITTEN_BACK, _FENCED,
+                                None if self._fence_is_enough else self._wpq_pages)
         tr = self.trace
         if tr is not None and tr.on:
             tr.emit("cpu.fence", durable=durable)
@@ -431,23 +417,32 @@ class PersistenceDomain:
         """Write the DIMMs' flush-hint addresses: the WPQ drains into the media."""
         if self.metrics is not None:
             self.metrics.c["cpu.flush_hints"] += 1
-        durable = 0
-        todo = self._wpq_pages
-        if todo:
-            self._epoch += 1
-            pages = self._pages
-            for pno in todo:
-                lst = pages.get(pno)
-                if lst is None:
-                    continue
-                for r in lst:
-                    if r.stage == _FENCED:
-                        r.stage = _FLUSHED
-                durable += self._settle(pno)
-            todo.clear()
+        durable = self._promote(self._wpq_pages, _FENCED, _FLUSHED, None)
         tr = self.trace
         if tr is not None and tr.on:
             tr.emit("cpu.flush_hint", durable=durable)
+
+    def _promote(self, todo: set[int], stage: int, to: int, then: set[int] | None) -> int:
+        """Move the pending records of the pages in ``todo`` from ``stage`` to ``to``,
+        write what is now durable to the backend, and file the pages still pending in
+        ``then`` (the next queue to drain). Returns the bytes made durable."""
+        if not todo:
+            return 0
+        self._epoch += 1
+        durable = 0
+        pages = self._pages
+        for pno in todo:
+            lst = pages.get(pno)
+            if lst is None:
+                continue
+            for r in lst:
+                if r.stage == stage:
+                    r.stage = to
+            durable += self._settle(pno)
+            if then is not None and pno in pages:
+                then.add(pno)
+        todo.clear()
+        return durable
 
     def write_flushcache(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Linux ``memcpy_flushcache``: cached store + write-back for an unaligned head,
