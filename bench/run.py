@@ -22,6 +22,7 @@ SUITES = {
     "persistence": "bench.bench_persistence",
     "btt": "bench.bench_btt",
     "memmap": "bench.bench_memmap",
+    "mm": "bench.bench_mm",
 }
 
 

@@ -318,11 +318,16 @@ def dump(machine: Machine, dev: str, *, map_limit: int = 16, all_lanes: bool = F
 NO_PROCESSES = "no processes yet (issue 5 part 2)"
 
 
-def explain_page(machine: Machine, dev: str, offset: int) -> dict[str, Any]:
+def explain_page(machine: Machine, dev: str, offset: int, *,
+                 mm: Any = None) -> dict[str, Any]:
     """Explain the page holding byte ``offset`` of a device (pmemN, daxR.M, or the
     namespace's name): its physical address and pfn, the DIMM behind it, its dev_pagemap,
     which struct page describes it and where that struct page lives (DRAM, or which
-    range of pmem), and who maps or pins it. Looking creates nothing."""
+    range of pmem), and who maps or pins it. Looking creates nothing.
+
+    "Who" comes from ``mm`` (an :class:`mm.process.MemorySystem`; default: the
+    machine's ``mm`` attribute when it has one): a list of ``{pid, process, address,
+    entry, ...}`` per mapping and per pin. A machine without processes says so."""
     from mm.memmap import PAGE_SIZE
 
     ns = machine.bus.namespace(dev)
@@ -360,8 +365,19 @@ def explain_page(machine: Machine, dev: str, offset: int) -> dict[str, Any]:
     else:
         out["pgmap"] = pgmap.to_json()
         out["struct_page"] = _struct_page_json(machine, ns, pgmap, pfn)
-    out["mapped_by"] = out["pinned_by"] = NO_PROCESSES
+    _who(out, mm if mm is not None else getattr(machine, "mm", None), pfn)
     return out
+
+
+def _who(out: dict[str, Any], mm: Any, pfn: int) -> None:
+    if mm is None:
+        out["mapped_by"] = out["pinned_by"] = NO_PROCESSES
+        return
+    out["mapped_by"] = mm.who_maps(pfn)
+    out["pinned_by"] = mm.who_pins(pfn)
+    if out["mapped_by"] and not out["struct_page"].get("exists"):
+        out["rmap_note"] = ("no struct page: the kernel keeps no reverse map for this pfn "
+                            "(VM_PFNMAP); the model's own table answers")
 
 
 def _struct_page_json(machine: Machine, ns: Namespace, pgmap: Any, pfn: int) -> dict[str, Any]:
@@ -447,6 +463,26 @@ def render_explain(e: dict[str, Any]) -> str:
                 lines.append(f"            {made}: flags {f['flags']} refcount "
                              f"{f['refcount']} pincount {f['pincount']} mapping "
                              f"{f['mapping'] or '-'} index {f['index']}{head}")
-    lines.append(f"mapped by   {e['mapped_by']}")
-    lines.append(f"pinned by   {e['pinned_by']}")
+    lines.append(f"mapped by   {_render_who(e['mapped_by'], 'mapping')}")
+    if e.get("rmap_note"):
+        lines.append(f"            {e['rmap_note']}")
+    lines.append(f"pinned by   {_render_who(e['pinned_by'], 'pin')}")
     return "\n".join(lines)
+
+
+def _render_who(who: Any, what: str) -> str:
+    if isinstance(who, str):
+        return who
+    if not who:
+        return "nobody"
+    parts = []
+    for w in who:
+        if what == "mapping":
+            rw = "rw" if w["writable"] else "ro"
+            parts.append(f"pid {w['pid']} ({w['process']}) at {w['address']:#x}, "
+                         f"{w['entry']} entry {rw}")
+        else:
+            by = f" for {w['who']}" if w["who"] else ""
+            parts.append(f"pid {w['pid']} ({w['process']}) at {w['address']:#x}{by}"
+                         + (" (long-term)" if w["longterm"] else ""))
+    return ("\n" + " " * 12).join(parts)

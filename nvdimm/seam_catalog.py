@@ -44,3 +44,18 @@ def declare() -> None:
             "what does that cost, and what can the pages then do?",
         loader=load_memmap,
     )
+
+    def load_direct_access() -> None:
+        # By name: the variants live in drivers/, above this layer (DESIGN.md, "Layers").
+        direct_access.contract = importlib.import_module("drivers.direct_access").DirectAccess
+
+    direct_access = define_seam(
+        "direct_access",
+        between="fs/DAX and the DAX provider (pmem, btt)",
+        contract=None,
+        default="dax-ops",
+        doc="What does a DAX provider promise whoever maps its blocks: an address and a "
+            "pfn only, error reports and copy helpers, or a mapping lifetime it can see "
+            "and notices before a block changes?",
+        loader=load_direct_access,
+    )
