@@ -96,6 +96,8 @@ class Machine:
     drivers: DriverRegistry
     bus: NvdimmBus = attrs.field(init=False)
     booted: bool = attrs.field(init=False, default=False)
+    # The running kernel's memory system (processes, page tables, pins); new per boot.
+    mm: Any = attrs.field(init=False, default=None)
     boots: int = attrs.field(init=False, default=0)
 
     # -- construction ---------------------------------------------------------------
@@ -126,6 +128,12 @@ class Machine:
         self.bus = NvdimmBus(self.platform, self.drivers, self.trace, self.metrics,
                              random.Random(self.config.seed * 1_000_003 + self.boots),
                              self.config.advertise_persistence)
+        from mm.process import MemorySystem
+
+        pfn = self.drivers.drivers.get("fsdax")
+        self.mm = MemorySystem.create(dram=self.platform.dram, cpu=self.platform.cpu,
+                                      pagemaps=getattr(pfn, "pagemaps", None),
+                                      metrics=self.metrics, trace=self.trace)
 
     # -- power ---------------------------------------------------------------------------
 

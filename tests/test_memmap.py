@@ -291,7 +291,7 @@ def test_explain_page_fsdax_map_dev_points_into_the_reservation():
     assert sp["lives_in"] == "pmem" and sp["usable"] and not sp["created"]
     assert 8192 <= sp["pmem"]["offset"] < 2 * MiB == sp["pmem"]["reserved"][1]
     assert e["pgmap"]["type"] == "fsdax" and e["pgmap"]["memmap"] == "pmem"
-    assert e["mapped_by"] == e["pinned_by"] == "no processes yet (issue 5 part 2)"
+    assert e["mapped_by"] == e["pinned_by"] == []  # no process maps or pins it yet
     assert ns.device.pgmap.pages == {}  # looking creates nothing
     text = ndctl.render_explain(e)
     assert "on pmem at" in text and "not created yet" in text and "pinned by" in text
@@ -340,7 +340,7 @@ def test_cli_explain_page(tmp_path, capsys):
     assert main(["--machine", d, "explain-page", "pmem0", "--offset", "8K"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "device      pmem0 (namespace0.0, fsdax, map=mem)"
-    assert "in DRAM" in out and "mapped by   no processes yet" in out
+    assert "in DRAM" in out and "mapped by   nobody" in out
     assert main(["--machine", d, "explain-page", "pmem0", "--json"]) == 0
     import json
 
