@@ -48,6 +48,7 @@ from drivers.btt.format import (
     flog_state,
     log_entry_bytes,
     log_halves,
+    map_decode,
     map_encode,
     map_normal,
     map_summary,
@@ -264,15 +265,9 @@ class Arena:
             media, base = d
             raw = int.from_bytes(media.read(base + self._mapoff + premap * MAP_ENT_SIZE,
                                             MAP_ENT_SIZE), "little")
-            ze = raw >> 30
-            if ze == 3:
-                postmap = raw & MAP_LBA_MASK
-            elif ze == 0:
-                postmap = premap
-            elif ze == 2:
+            postmap = self._postmap(raw, premap)
+            if postmap < 0:
                 return bytes(self._elba)
-            else:
-                self._error_flag(premap)
             rtt = self.rtt
             rtt[lane] = RTT_VALID | postmap
             out: bytes = media.read(base + self._dataoff + postmap * self._ilba, self._elba)
@@ -280,18 +275,20 @@ class Arena:
             return out
         raw = int.from_bytes(self.io.read(self._mapoff + premap * MAP_ENT_SIZE, MAP_ENT_SIZE),
                              "little")
-        ze = raw >> 30
-        if ze == 3:
-            postmap = raw & MAP_LBA_MASK
-        elif ze == 0:
-            postmap = premap
-        elif ze == 2:
+        postmap = self._postmap(raw, premap)
+        if postmap < 0:
             return bytes(self._elba)
-        else:
-            self._error_flag(premap)
         self.rtt[lane] = RTT_VALID | postmap
         self._readers += 1
         return self.read_end(lane, premap, postmap)
+
+    def _postmap(self, raw: int, premap: int) -> int:
+        """The block a raw map entry reads from; -1 for a trimmed (zero) entry; EIO for
+        the error flag (``map_decode``'s rules)."""
+        postmap, zero, error = map_decode(raw, premap)
+        if error:
+            self._error_flag(premap)
+        return -1 if zero else postmap
 
     def _error_flag(self, premap: int) -> NoReturn:
         self._count("btt.read_errors")
