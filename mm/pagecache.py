@@ -277,6 +277,35 @@ class PageCache:
         self.metrics.c["mm.pagecache.reclaimed"] += dropped
         return dropped
 
+    def set_dirty(self, index: int) -> None:
+        """A store through a shared mapping made cached page ``index`` dirty."""
+        page = self._cache.get(index)
+        if page is not None:
+            self._set_dirty(index, page)
+
+    def truncate_range(self, start: int, end: int | None = None) -> int:
+        """``truncate_inode_pages_range``: drop the pages wholly inside ``[start, end)``
+        (bytes; None: to the end), dirty ones too; zero the part of a page the range
+        cuts. Mappings of the pages are the caller's to remove first. Returns pages
+        dropped."""
+        first = -(-start // PAGE_SIZE)
+        last = None if end is None else end // PAGE_SIZE
+        for edge in {start // PAGE_SIZE, None if end is None else end // PAGE_SIZE}:
+            page = None if edge is None else self._cache.get(edge)
+            if page is None or edge is None:
+                continue
+            lo = max(start, edge * PAGE_SIZE) - edge * PAGE_SIZE
+            hi = PAGE_SIZE if end is None else min(end, (edge + 1) * PAGE_SIZE) - edge * PAGE_SIZE
+            if 0 < hi - lo < PAGE_SIZE:
+                self.pages.write(page.pfn, lo, bytes(hi - lo))
+                self._set_dirty(edge, page)
+        gone = [i for i in self._cache if i >= first and (last is None or i < last)]
+        for i in gone:
+            self._drop(i)
+        if gone:
+            self.metrics.set("mm.pagecache.dirty", self._total_dirty())
+        return len(gone)
+
     def invalidate(self) -> None:
         """Drop every page, dirty ones too (their data is lost), as truncating to 0."""
         for index in list(self._cache):

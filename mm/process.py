@@ -374,6 +374,9 @@ class Mm:
                 page = system.struct_page(e.pfn)
                 if page is not None:
                     system.put_page(page)
+            v = self.find_vma(base)
+            if v is not None and not v.anonymous:
+                v.ops.leaf_gone(v, base, e.size, e.pfn)
         return len(gone)
 
     def dax_writeback(self, start: int, end: int) -> int:

@@ -106,6 +106,11 @@ class VmOps(Protocol):
         """msync(MS_SYNC) of ``[start, end)``: make stores through the mapping durable."""
         ...
 
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
+        """A leaf this backing's fault gave was removed from the page table (munmap, a
+        truncate's unmap, memory failure): a filesystem drops what it held for it."""
+        ...
+
 
 @attrs.define(slots=True, eq=False)
 class BaseVmOps:
@@ -138,6 +143,9 @@ class BaseVmOps:
         (``dax_writeback_mapping_range`` then the block device flush)."""
         vma.mm.dax_writeback(start, end)
         vma.mm.system.cpu.nvdimm_flush()
+
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
+        return None
 
 
 Backing = Anonymous | VmOps
@@ -291,6 +299,9 @@ class DeviceDaxOps:
         raise InvalidArgument(f"{self.name}: device-dax has no fsync (msync MS_SYNC: "
                               "EINVAL); flush with clwb and sfence")
 
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
+        return None
+
 
 # -- a physical range ------------------------------------------------------------------------
 
@@ -354,3 +365,6 @@ class PfnRangeOps:
     def fsync(self, vma: Vma, start: int, end: int) -> None:
         vma.mm.dax_writeback(start, end)
         vma.mm.system.cpu.nvdimm_flush()
+
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
+        return None

@@ -53,6 +53,9 @@ class MachineConfig:
     dram_size: int = 16 * GiB
     seed: int = 0
     advertise_persistence: bool = True
+    # Seam variants the kernel's filesystems use when they mount with DAX.
+    direct_access: str = "dax-ops"
+    btt_remap: str = "deny-dax"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MachineConfig:
@@ -98,6 +101,8 @@ class Machine:
     booted: bool = attrs.field(init=False, default=False)
     # The running kernel's memory system (processes, page tables, pins); new per boot.
     mm: Any = attrs.field(init=False, default=None)
+    # The running kernel's VFS (mounts, open files); new per boot.
+    vfs: Any = attrs.field(init=False, default=None)
     boots: int = attrs.field(init=False, default=0)
 
     # -- construction ---------------------------------------------------------------
@@ -134,6 +139,9 @@ class Machine:
         self.mm = MemorySystem.create(dram=self.platform.dram, cpu=self.platform.cpu,
                                       pagemaps=getattr(pfn, "pagemaps", None),
                                       metrics=self.metrics, trace=self.trace)
+        from fs.vfs import Vfs
+
+        self.vfs = Vfs(self.mm, self.metrics, self.trace)
 
     # -- power ---------------------------------------------------------------------------
 
@@ -144,7 +152,15 @@ class Machine:
         self.booted = True
 
     def shutdown(self) -> None:
-        """Clean shutdown: drivers flush as they detach, nothing is left in flight."""
+        """Clean shutdown: filesystems unmount (open files are closed first, as at
+        shutdown), drivers flush as they detach, nothing is left in flight."""
+        if self.vfs is not None:
+            for f in list(self.vfs._open):
+                f.close()
+            for p in list(self.mm.processes.values()):
+                p.exit()
+            for path in sorted(self.vfs.mounts, reverse=True):
+                self.vfs.umount(path)
         for ns in self.bus.namespaces():
             self.bus.disable_namespace(ns.dev)
         self.platform.cpu.nvdimm_flush()
@@ -186,6 +202,39 @@ class Machine:
                            f"{'enabled' if ns.enabled else 'disabled'})")
         assert isinstance(disk, Gendisk)
         return disk
+
+    def dax_provider(self, name: str) -> Any:
+        """The DAX provider of a namespace's device under this machine's
+        ``direct_access`` and ``btt_remap`` variants (NotSupported when it has none)."""
+        from drivers.direct_access import dax_provider
+
+        ns = self.bus.namespace(name)
+        if not ns.enabled or ns.device is None:
+            raise NotFound(f"{ns.dev} is not enabled")
+        return dax_provider(ns.device, self.config.direct_access,
+                            btt_remap=self.config.btt_remap)
+
+    def mkfs(self, name: str, **options: Any) -> Any:
+        """mkfs.extentfs on a namespace's block device; returns the superblock."""
+        from fs.extentfs.mkfs import mkfs
+
+        return mkfs(self.block_device(name), **options)
+
+    def mount(self, name: str, path: str = "/mnt", *, dax: str = "never",
+              busy: str = "wait") -> Any:
+        """Mount the extentfs on namespace ``name``'s block device at ``path``
+        (``dax=always|never|inode``, as ext4/xfs); returns the mounted filesystem."""
+        from nvdimm.errors import NvdimmError
+
+        disk = self.block_device(name)
+        provider, why = None, None
+        if dax != "never":
+            try:
+                provider = self.dax_provider(name)
+            except NvdimmError as e:
+                why = e
+        return self.vfs.mount(disk, path, dax=dax, provider=provider, provider_error=why,
+                              busy=busy)
 
     # -- directory form ------------------------------------------------------------------
 

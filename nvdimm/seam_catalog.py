@@ -59,3 +59,32 @@ def declare() -> None:
             "and notices before a block changes?",
         loader=load_direct_access,
     )
+
+    def load_btt_remap() -> None:
+        # By name: the variants live in drivers/btt/, above this layer.
+        btt_remap.contract = importlib.import_module("drivers.btt.remap").BttRemap
+
+    btt_remap = define_seam(
+        "btt_remap",
+        between="btt and whoever maps its blocks",
+        contract=None,
+        default="deny-dax",
+        doc="A BTT moves a block on every write; what happens to a DAX mapping of the "
+            "block it moves: refuse DAX, remap regardless, tell the holder first, or "
+            "write in place while mapped?",
+        loader=load_btt_remap,
+    )
+
+    def load_pmem_tier() -> None:
+        # By name: the variants live in mm/, above this layer.
+        pmem_tier.contract = importlib.import_module("mm.tier").PmemTier
+
+    pmem_tier = define_seam(
+        "pmem_tier",
+        between="mm and pmem used as memory",
+        contract=None,
+        default="kmem-numa",
+        doc="When pmem is a level of the volatile memory hierarchy, which shape does it "
+            "take: a lower NUMA tier, swap, a page-cache extension or a DAX block cache?",
+        loader=load_pmem_tier,
+    )

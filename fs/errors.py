@@ -1,0 +1,64 @@
+"""The POSIX errors a filesystem call fails with, beyond the kit's (nvdimm.errors).
+
+Each carries its ``errno``, as the kit's errors do, so a caller can compare with what
+the real system call would return."""
+
+from __future__ import annotations
+
+import errno
+
+from nvdimm.errors import NvdimmError
+
+
+class NoEntry(NvdimmError):
+    """ENOENT: no such file or directory."""
+
+    errno = errno.ENOENT
+
+
+class Exists(NvdimmError):
+    """EEXIST: the name is taken."""
+
+    errno = errno.EEXIST
+
+
+class IsADirectory(NvdimmError):
+    """EISDIR: a file operation on a directory."""
+
+    errno = errno.EISDIR
+
+
+class NotADirectory(NvdimmError):
+    """ENOTDIR: a path component, or rmdir's target, is not a directory."""
+
+    errno = errno.ENOTDIR
+
+
+class NotEmpty(NvdimmError):
+    """ENOTEMPTY: rmdir or rename over a directory that still has entries."""
+
+    errno = errno.ENOTEMPTY
+
+
+class BadFile(NvdimmError):
+    """EBADF: a closed descriptor, or one not open for this access."""
+
+    errno = errno.EBADF
+
+
+class NameTooLong(NvdimmError):
+    """ENAMETOOLONG."""
+
+    errno = errno.ENAMETOOLONG
+
+
+class CrossDevice(NvdimmError):
+    """EXDEV: rename between two mounts."""
+
+    errno = errno.EXDEV
+
+
+class FileTooBig(NvdimmError):
+    """EFBIG: past the largest offset the filesystem can map."""
+
+    errno = errno.EFBIG
