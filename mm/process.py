@@ -291,6 +291,8 @@ class Mm:
             self.munmap(addr, length)
         vma = Vma(self, addr, addr + length, Prot(prot), shared, backing, offset, max_fault)
         self._insert_vma(vma)
+        if ops is not None:
+            ops.vma_opened(vma)
         self.system.metrics.c["mm.mmaps"] += 1
         if self.system.trace.on:
             self.system.trace.emit("mm.mmap", pid=self.pid, addr=addr, len=length,
@@ -333,10 +335,17 @@ class Mm:
         self.zap(addr, end)
         for v in hit:
             self._remove_vma(v)
+            pieces = []
             if v.start < addr:
-                self._insert_vma(attrs.evolve(v, end=addr))
+                pieces.append(attrs.evolve(v, end=addr))
             if end < v.end:
-                self._insert_vma(attrs.evolve(v, start=end, offset=v.offset_of(end)))
+                pieces.append(attrs.evolve(v, start=end, offset=v.offset_of(end)))
+            for piece in pieces:
+                self._insert_vma(piece)
+                if not piece.anonymous:
+                    piece.ops.vma_opened(piece)
+            if not v.anonymous:
+                v.ops.vma_closed(v)
         self.system.metrics.c["mm.munmaps"] += 1
         if self.system.trace.on:
             self.system.trace.emit("mm.munmap", pid=self.pid, addr=addr, len=end - addr)

@@ -106,6 +106,15 @@ class VmOps(Protocol):
         """msync(MS_SYNC) of ``[start, end)``: make stores through the mapping durable."""
         ...
 
+    def vma_opened(self, vma: Vma) -> None:
+        """A VMA now maps this backing (mmap, or a piece left by a split): a file stays
+        alive while mapped (``vm_ops->open``)."""
+        ...
+
+    def vma_closed(self, vma: Vma) -> None:
+        """A VMA of this backing went (munmap, exit, or replaced by its pieces)."""
+        ...
+
     def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
         """A leaf this backing's fault gave was removed from the page table (munmap, a
         truncate's unmap, memory failure): a filesystem drops what it held for it."""
@@ -143,6 +152,12 @@ class BaseVmOps:
         (``dax_writeback_mapping_range`` then the block device flush)."""
         vma.mm.dax_writeback(start, end)
         vma.mm.system.cpu.nvdimm_flush()
+
+    def vma_opened(self, vma: Vma) -> None:
+        return None
+
+    def vma_closed(self, vma: Vma) -> None:
+        return None
 
     def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
         return None
@@ -299,6 +314,12 @@ class DeviceDaxOps:
         raise InvalidArgument(f"{self.name}: device-dax has no fsync (msync MS_SYNC: "
                               "EINVAL); flush with clwb and sfence")
 
+    def vma_opened(self, vma: Vma) -> None:
+        return None
+
+    def vma_closed(self, vma: Vma) -> None:
+        return None
+
     def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
         return None
 
@@ -365,6 +386,12 @@ class PfnRangeOps:
     def fsync(self, vma: Vma, start: int, end: int) -> None:
         vma.mm.dax_writeback(start, end)
         vma.mm.system.cpu.nvdimm_flush()
+
+    def vma_opened(self, vma: Vma) -> None:
+        return None
+
+    def vma_closed(self, vma: Vma) -> None:
+        return None
 
     def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
         return None

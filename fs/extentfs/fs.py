@@ -107,6 +107,7 @@ class InodeState:
     dax: bool = False
     cache: PageCache | None = None
     opens: int = 0
+    vmas: int = 0  # VMAs mapping the file: they keep it alive
     leaves: dict[tuple[int, int], Leaf] = attrs.field(factory=dict)  # (pid, base)
     mapping: FileMapping | None = None
     datasync_dirty: bool = False  # size or extents changed since the last commit
@@ -504,7 +505,7 @@ class ExtentFs:
 
     def _maybe_evict(self, st: InodeState) -> None:
         """The last name and the last user are gone: free the blocks and the inode."""
-        if st.inode.nlink > 0 or st.opens > 0 or st.leaves:
+        if st.inode.nlink > 0 or st.opens > 0 or st.vmas > 0 or st.leaves:
             return
         self._truncate_blocks(st, 0)
         if st.cache is not None:
@@ -525,23 +526,23 @@ class ExtentFs:
             self._maybe_evict(st)
 
     def set_dax_flag(self, ino: int, on: bool) -> None:
-        """FS_XFLAG_DAX (``chattr +x``): takes effect at once here, on a file nobody has
-        mapped and with nothing cached (the kernel waits for the inode to be evicted)."""
+        """FS_XFLAG_DAX (``chattr +x``): honoured by ``dax=inode`` mounts. Takes effect at
+        once on a file nobody has open or mapped (the kernel waits for the inode to be
+        evicted): its cached pages are written back and dropped first."""
         st = self.iget(ino)
         if not st.inode.is_reg:
             raise InvalidArgument("the DAX flag is for regular files")
-        if st.leaves or (st.cache is not None and st.cache.nrpages):
-            raise Busy(f"inode {ino} is mapped or cached: close and unmap it first")
+        if st.leaves or st.opens or st.vmas:
+            raise Busy(f"inode {ino} is open or mapped: close and unmap it first")
         self._begin()
+        if st.cache is not None:
+            self._writeback(st)
+            self._flush_data()
+            st.cache.invalidate()
+            st.cache = None
         st.inode.flags = (st.inode.flags | INODE_DAX) if on else (st.inode.flags & ~INODE_DAX)
         self._mark(st)
-        old = st.cache
-        st.cache = None
         self._setup_data_path(st)
-        if st.cache is None and old is not None:
-            old.invalidate()
-        elif st.cache is not None and old is not None:
-            st.cache = old
 
     # -- block mapping (iomap) ---------------------------------------------------------
 
@@ -974,7 +975,7 @@ class ExtentFs:
     def unmount(self) -> None:
         """Commit everything, mark the superblock clean. EBUSY while files are open or
         mapped."""
-        busy = [st.ino for st in self.inodes.values() if st.opens or st.leaves]
+        busy = [st.ino for st in self.inodes.values() if st.opens or st.vmas or st.leaves]
         if busy:
             raise Busy(f"{self.name}: {len(busy)} file(s) still open or mapped "
                        f"(inodes {', '.join(map(str, busy[:5]))})")

@@ -148,13 +148,18 @@ class FileMapping:
         """msync(MS_SYNC) is vfs_fsync_range on the file: the whole fsync here."""
         self.fs.fsync(self.st.ino)
 
+    def vma_opened(self, vma: Vma) -> None:
+        self.st.vmas += 1
+
+    def vma_closed(self, vma: Vma) -> None:
+        self.st.vmas -= 1
+        if self.st.inode.nlink == 0 and self.fs.mounted:
+            self.fs._maybe_evict(self.st)
+
     def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
         leaf = self.st.leaves.pop((vma.mm.pid, base), None)
         if leaf is not None and leaf.hold is not None and self.fs.provider is not None:
             self.fs.provider.release(leaf.hold)
-        if not self.st.leaves and self.st.inode.nlink == 0 and not self.st.opens \
-                and self.fs.mounted:
-            self.fs._maybe_evict(self.st)
 
     # -- the widened contract's holder side ------------------------------------------------
 
