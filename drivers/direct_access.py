@@ -198,15 +198,28 @@ def capabilities(da: DirectAccess) -> dict[str, Any]:
             "mc_safe": da.mc_safe}
 
 
-def dax_provider(device: object, name: str | None = None, **kwargs: Any) -> DirectAccess:
+def dax_provider(device: object, name: str | None = None, *, btt_remap: str | None = None,
+                 **kwargs: Any) -> DirectAccess:
     """The ``direct_access`` variant ``name`` (default: the seam's) over ``device``.
-    A BTT or device-dax device refuses with NotSupported (EOPNOTSUPP)."""
+    A device-dax device refuses with NotSupported (EOPNOTSUPP). So does a BTT under the
+    ``btt_remap`` variant ``deny-dax`` (that seam's default); under the others the
+    provider is a :class:`drivers.btt.remap.BttDax`, whose promises come from the
+    ``btt_remap`` variant (``name`` must still be a ``direct_access`` variant)."""
     if not isinstance(device, PmemDevice):
         dev_name = getattr(device, "name", type(device).__name__)
         ns = getattr(device, "ns", None)
         if getattr(ns, "mode", None) == "sector":
+            # drivers.btt sits beside this module and imports it: import it when needed.
+            from drivers.btt.btt import BttDevice
+            from drivers.btt.remap import BttDax
+
+            policy = seam("btt_remap").create(btt_remap)
+            if policy.allows_dax and isinstance(device, BttDevice):
+                if name is not None:
+                    seam("direct_access").info(name)  # a misspelt variant still fails
+                return BttDax(device, policy, **kwargs)
             why = ("sector mode: the BTT moves a block on every write, so it has no stable "
-                   "pfn to hand out (no DAX on BTT)")
+                   f"pfn to hand out (no DAX on BTT; btt_remap={policy.name})")
         else:
             why = "it has no dax_operations for filesystems"
         raise NotSupported(f"{dev_name} cannot provide direct access: {why}")

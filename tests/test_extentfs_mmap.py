@@ -48,7 +48,7 @@ def test_dax_mapping_falls_back_to_4k_past_eof_of_a_partial_2mib() -> None:
 
 
 def test_buffered_mapping_maps_page_cache_pages_and_msync_writes_them_back() -> None:
-    m, name, fs = fs_machine(dax="never")
+    m, name, _fs = fs_machine(dax="never")
     p = m.mm.spawn("app")
     with m.vfs.open("/mnt/f", "w+") as f:
         f.write(bytes(3 * BLOCK))
@@ -85,7 +85,7 @@ def test_dax_stores_survive_a_crash_after_msync_and_need_not_without(sync: bool)
 
 
 def test_truncate_unmaps_the_cut_range_and_access_there_is_sigbus() -> None:
-    m, _, fs = fs_machine(tracking=False)
+    m, _, _fs = fs_machine(tracking=False)
     p = m.mm.spawn("app")
     with m.vfs.open("/mnt/f", "w+") as f:
         f.truncate(4 * BLOCK)
@@ -111,7 +111,7 @@ def _pinned(busy: str):  # type: ignore[no-untyped-def]
 
 
 def test_truncate_over_a_pinned_dax_page_fails_with_ebusy_under_the_fail_contract() -> None:
-    m, fs, p, f, a, pages = _pinned("fail")
+    m, fs, _p, f, _a, pages = _pinned("fail")
     free = fs.statfs()["bfree"]
     with pytest.raises(Busy, match="pinned by pid"):
         f.truncate(0)
@@ -123,7 +123,7 @@ def test_truncate_over_a_pinned_dax_page_fails_with_ebusy_under_the_fail_contrac
 
 
 def test_truncate_waits_for_the_pin_to_go_when_someone_releases_it() -> None:
-    m, fs, p, f, a, pages = _pinned("wait")
+    m, fs, _p, f, _a, pages = _pinned("wait")
     fs.while_waiting = lambda busy: unpin_user_pages(m.mm, pages)
     f.fallocate(2 * BLOCK, BLOCK, punch_hole=True)
     assert f.pread(BLOCK, 2 * BLOCK) == bytes(BLOCK)
@@ -131,7 +131,7 @@ def test_truncate_waits_for_the_pin_to_go_when_someone_releases_it() -> None:
 
 
 def test_a_wait_nothing_can_end_is_ebusy_and_the_pinned_block_is_never_reused() -> None:
-    m, fs, p, f, a, pages = _pinned("wait")
+    m, fs, _p, f, _a, _pages = _pinned("wait")
     pblk, _ = fs.bmap(fs.iget(f.ino), 2)
     with pytest.raises(Busy, match="wait forever"):
         f.truncate(0)
@@ -169,7 +169,7 @@ def test_long_term_pins_of_fsdax_pages_are_refused() -> None:
 
 
 def test_an_unlinked_file_lives_while_mapped() -> None:
-    m, _, fs = fs_machine(tracking=False)
+    m, _, _fs = fs_machine(tracking=False)
     p = m.mm.spawn("app")
     f = m.vfs.open("/mnt/f", "w+")
     f.write(b"still here")

@@ -166,7 +166,7 @@ def test_truncate_down_then_up_reads_zeroes_in_the_cut_tail(env) -> None:  # typ
 
 
 def test_punch_hole_reads_zeroes_frees_whole_blocks_and_keeps_the_size(env) -> None:  # type: ignore[no-untyped-def]
-    m, _, fs = env
+    m, _, _fs = env
     with m.vfs.open("/mnt/f", "w+") as f:
         f.write(b"y" * (8 * BLOCK))
         f.fsync()
@@ -179,7 +179,7 @@ def test_punch_hole_reads_zeroes_frees_whole_blocks_and_keeps_the_size(env) -> N
 
 
 def test_fallocate_allocates_zeroes_and_enospc_changes_nothing(env) -> None:  # type: ignore[no-untyped-def]
-    m, _, fs = env
+    m, _, _fs = env
     with m.vfs.open("/mnt/f", "w+") as f:
         f.fallocate(0, 10 * BLOCK)
         assert f.stat().size == 10 * BLOCK and f.stat().blocks == 80
@@ -269,7 +269,7 @@ def test_mount_of_an_unformatted_device_says_to_run_mkfs() -> None:
 
 
 def test_dax_inode_mode_follows_the_per_file_flag() -> None:
-    m, _, fs = fs_machine(dax="inode", tracking=False)
+    m, _, _fs = fs_machine(dax="inode", tracking=False)
     v = m.vfs
     with v.open("/mnt/plain", "w+") as f:
         f.write(b"p")

@@ -18,6 +18,10 @@ thing at a time, so where Linux would spin (a writer whose free block a reader s
 holds in the RTT, a map lock held by another lane) the model raises :class:`Busy`
 naming what it would wait for; :meth:`Arena.read_begin` / :meth:`Arena.read_end` split a
 read so a test can hold one open across a write.
+
+DAX mappings of data blocks (``drivers.btt.remap``): while one exists the arena's
+:attr:`Arena.remap_guard` is set and every block write asks it first whether to remap
+as usual or write in place; with no mapping the guard is None and costs one test.
 """
 
 from __future__ import annotations
@@ -90,6 +94,17 @@ class ArenaIO(Protocol):
 
 
 PieceHook = Callable[[int, bytes, str], None]
+
+
+class RemapGuard(Protocol):
+    """Whoever holds DAX mappings of an arena's blocks (``drivers.btt.remap.BttDax``);
+    installed as :attr:`Arena.remap_guard` only while at least one block is mapped."""
+
+    def before_write(self, arena: Arena, lane: int, premap: int) -> bool:
+        """A block write of ``premap`` on ``lane`` is about to start: True to remap it as
+        usual (data into the free block, flog, map), False to write it in place into
+        its current block. May call holders back, or raise to refuse the write."""
+        ...
 
 
 @attrs.define(slots=True)
@@ -184,6 +199,8 @@ class Arena:
     # More than one lane in use: a reader re-reads its map entry after publishing its
     # RTT slot, in case a writer moved it in between (with one lane nothing can).
     concurrent: bool = attrs.field(init=False, default=True)
+    # None unless a block of this arena is DAX-mapped: the write path checks it once.
+    remap_guard: RemapGuard | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         g = self.geo
@@ -342,6 +359,10 @@ class Arena:
         if self.info.flags & IB_FLAG_ERROR:
             raise MediaError("btt: arena has its error flag set: writes fail with EIO",
                              premap * self._elba, self._elba)
+        guard = self.remap_guard
+        if guard is not None and not guard.before_write(self, lane, premap):
+            self._write_in_place(lane, premap, data)
+            return
         fe = self.free[lane]
         io = self.io
         dataoff, ilba = self._dataoff, self._ilba
@@ -447,6 +468,24 @@ class Arena:
             tr.emit("btt.remap", lba=premap, old=old, new=new, lane=lane)
         if err:
             self.clear_free_error(lane)
+
+    def _write_in_place(self, lane: int, premap: int, data: BufferLike) -> None:
+        """A block write that a remap policy keeps out of the BTT (``defer``: the block
+        is DAX-mapped): one durable copy over the current block, no flog, no map change.
+        Not atomic: a crash inside the copy can leave the sector torn."""
+        raw = self.map_raw(premap)
+        postmap, _, error = map_decode(raw, premap)
+        if error:
+            # Only a remap clears the error flag, and the mapped block cannot move.
+            raise MediaError(f"btt: premap {premap:#x} has the error flag set and its block "
+                             "is mapped: it cannot be rewritten in place", premap * self._elba,
+                             self._elba)
+        if self._readers and (RTT_VALID | postmap) in self.rtt:
+            reader = self.rtt.index(RTT_VALID | postmap)
+            raise Busy(f"block {postmap:#x} is being read on lane {reader} (RTT): an in-place "
+                       f"write on lane {lane} would wait for the read to end")
+        self.io.write(self._dataoff + postmap * self._ilba, data, "data.inplace")
+        self._event("btt.write_in_place", lba=premap, block=postmap, lane=lane)
 
     def clear_free_error(self, lane: int) -> None:
         """``arena_clear_freelist_error``: zero the lane's free block with a non-atomic
