@@ -111,6 +111,9 @@ class PageCache:
     def find_page(self, index: int) -> Page | None:
         return self._cache.get(index)
 
+    def dirty_indices(self) -> list[int]:
+        return sorted(self._dirty)
+
     def is_dirty(self, index: int) -> bool:
         return index in self._dirty
 

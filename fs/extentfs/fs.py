@@ -71,7 +71,14 @@ from fs.extentfs.layout import (
     encode_inode,
 )
 from mm.pagecache import PageCache
-from nvdimm.errors import Busy, InvalidArgument, MediaError, NotSupported, NvdimmError
+from nvdimm.errors import (
+    Busy,
+    InvalidArgument,
+    MediaError,
+    NoSpace,
+    NotSupported,
+    NvdimmError,
+)
 from nvdimm.metrics import Metrics
 from nvdimm.trace import Trace
 
@@ -147,6 +154,8 @@ class ExtentFs:
     _clock: Iterator[int] = attrs.field(init=False, factory=lambda: itertools.count(1))
     _ino_hint: int = attrs.field(init=False, default=2)
     _base_pfn: int | None = attrs.field(init=False, default=None)
+    _committing: bool = attrs.field(init=False, default=False)
+    _in_writeback: bool = attrs.field(init=False, default=False)
     #: The DAX provider's pfns have struct pages (they can be pinned for DMA).
     dax_has_pages: bool = attrs.field(init=False, default=False)
 
@@ -221,11 +230,24 @@ class ExtentFs:
     def _writeback(self, st: InodeState) -> None:
         """A buffered file's dirty pages to disk; its mapped leaves go, so the next store
         through a mapping faults and dirties the page again (page_mkclean)."""
-        assert st.cache is not None
-        if st.cache.nr_dirty:
-            st.cache.writeback()
-            if st.leaves:
-                self.unmap_range(st, 0, None)
+        cache = st.cache
+        assert cache is not None
+        if not cache.nr_dirty:
+            return
+        if self.alloc.pending and not self._committing:
+            # Delayed allocation happens inside the writeback, after which the data
+            # goes out: if it needs blocks only a commit frees, commit first.
+            holes = sum(1 for i in cache.dirty_indices() if self.bmap(st, i)[0] is None)
+            if holes > self.alloc.count_free() - sum(k for _, k in self.alloc.pending):
+                self._count("fs.enospc_commits")
+                self._commit_metadata()
+        self._in_writeback = True
+        try:
+            cache.writeback()
+        finally:
+            self._in_writeback = False
+        if st.leaves:
+            self.unmap_range(st, 0, None)
 
     def _mark(self, st: InodeState, *, datasync: bool = True) -> None:
         self.dirty_inodes.add(st.ino)
@@ -250,8 +272,6 @@ class ExtentFs:
                         self._ino_hint = ino + 1
                         return ino
                     ino += 1
-        from nvdimm.errors import NoSpace
-
         raise NoSpace(f"{self.name}: no free inode (all {limit - 1} in use)")
 
     def _new_inode(self, mode: int, *, flags: int = 0) -> InodeState:
@@ -560,7 +580,17 @@ class ExtentFs:
             goal = None
         out = []
         at = lblk
-        for b, n in self.alloc.alloc(count, goal):
+        try:
+            runs = self.alloc.alloc(count, goal)
+        except NoSpace:
+            if not self.alloc.pending or self._committing or self._in_writeback:
+                raise
+            # Blocks freed by the running transaction become usable once it commits
+            # (ext4 commits and retries the same way).
+            self._count("fs.enospc_commits")
+            self._commit_metadata()
+            runs = self.alloc.alloc(count, goal)
+        for b, n in runs:
             e = Extent(at, b, n)
             ext.insert(st.inode.extents, e)
             out.append(e)
@@ -606,6 +636,7 @@ class ExtentFs:
         if n == 0:
             return 0
         self._event("fs.write", ino=ino, offset=offset, len=n, path="dax" if st.dax else "buffered")
+        self._zero_gap(st, st.inode.size, offset)
         if st.dax:
             self._dax_write(st, offset, data)
         else:
@@ -708,6 +739,7 @@ class ExtentFs:
             raise FileTooBig(f"truncate to {size} is past the largest file")
         self._begin()
         old = st.inode.size
+        self._zero_gap(st, old, size)
         if size < old:
             keep = -(-size // BLOCK)
             self._break_layouts(st, keep, None)
@@ -719,6 +751,20 @@ class ExtentFs:
         st.inode.mtime = st.inode.ctime = self.now()
         self._mark(st)
         self._count("fs.truncates")
+
+    def _zero_gap(self, st: InodeState, old: int, new: int) -> None:
+        """Before the size grows from ``old`` past ``new``: zero what allocated blocks hold
+        in ``[old, new)``. Bytes past EOF are not promised to be zero on media (a write
+        that extended the file may have landed before a crash took the size back, or
+        blocks were preallocated), and growing must show zeroes (xfs_zero_eof)."""
+        if new <= old:
+            return
+        first = old // BLOCK
+        for e in ext.mapped_in(st.inode.extents, first, -(-new // BLOCK) - first):
+            lo, hi = max(old, e.lblk * BLOCK), min(new, e.lend * BLOCK)
+            if lo < hi:
+                self._zero_range(st, lo, hi)
+                self._count("fs.eof_zeroed_bytes", hi - lo)
 
     def _zero_tail(self, st: InodeState, size: int) -> None:
         """Zero from ``size`` to the end of its block, so growing the file later shows
@@ -808,11 +854,11 @@ class ExtentFs:
             if pblk is None:
                 holes.append((lblk, run))
             lblk += run
+        if not keep_size:
+            self._zero_gap(st, st.inode.size, offset + length)
         want = sum(n for _, n in holes)
-        free = self.alloc.count_free() - sum(k for _, k in self.alloc.pending)
+        free = self.alloc.count_free()  # pending frees count: _allocate commits for them
         if want > free:
-            from nvdimm.errors import NoSpace
-
             raise NoSpace(f"{self.name}: fallocate needs {want} blocks, {free} are free")
         for lb, n in holes:
             for e in self._allocate(st, lb, n):
@@ -934,6 +980,19 @@ class ExtentFs:
                     self._dax_writeback(st)
                 elif st.cache is not None:
                     self._writeback(st)
+        self._commit_metadata()
+
+    def _commit_metadata(self) -> None:
+        """Journal the running transaction's metadata (its data is already written)."""
+        if self._committing:
+            raise InvalidArgument(f"{self.name}: commit inside a commit")
+        self._committing = True
+        try:
+            self._journal_dirty()
+        finally:
+            self._committing = False
+
+    def _journal_dirty(self) -> None:
         self._flush_data()
         for ino in sorted(self.dirty_inodes):
             st = self.inodes.get(ino)
