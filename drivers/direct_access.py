@@ -234,6 +234,8 @@ def dax_provider(device: object, name: str | None = None, *, btt_remap: str | No
 class _Pmem:
     """What every variant does with a pmem device."""
 
+    #: Device offset ``o`` is at pfn ``base + o // 4096`` (the pmem is one range).
+    linear: ClassVar[bool] = True
     device: PmemDevice
 
     @property

@@ -358,6 +358,8 @@ class BttDax:
         write(5 * 4096, data)             a block write: the variant decides what e sees
     """
 
+    #: A device offset's pfn is not a fixed distance from another's (blocks move).
+    linear: ClassVar[bool] = False
     device: BttDevice
     policy: BttRemap
     _handles: dict[int, DaxHandle] = attrs.field(factory=dict, repr=False)

@@ -1139,9 +1139,13 @@ def mount(disk: Gendisk, mm: MemorySystem, *, dax: str = "never", provider: Any 
     fs.alloc = Allocator(sb, lambda b: disk.read(b * BLOCK, BLOCK))
     fs.replayed = replayed
     if fs.provider is not None:
-        probe = fs.provider.map(0, BLOCK)
-        fs.provider.release(probe)
-        fs.dax_has_pages = bool(probe.has_page)
+        try:
+            probe = fs.provider.map(0, BLOCK)
+        except NvdimmError:
+            fs.dax_has_pages = False  # block 0 cannot be mapped (poison, or a BTT's state)
+        else:
+            fs.provider.release(probe)
+            fs.dax_has_pages = bool(probe.has_page)
     sb.state = STATE_MOUNTED
     sb.mount_count += 1
     disk.write(0, sb.encode(), fua=True)
