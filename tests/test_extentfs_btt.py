@@ -18,7 +18,7 @@ def _mixed(variant: str) -> tuple[list[bytes], dict[str, int], list[bytes]]:
     """Map the file, store into every block, write(2) over blocks 1 and 5, store again
     into every block, write another file; return what the file and the other file read
     and the metrics."""
-    m, _, fs = fs_machine(mode="sector", sector_size=4096, dax="always", tracking=False,
+    m, _, _fs = fs_machine(mode="sector", sector_size=4096, dax="always", tracking=False,
                           btt_remap=variant, size=32 * MiB)
     v = m.vfs
     p = m.mm.spawn("app")
