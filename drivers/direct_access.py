@@ -21,6 +21,10 @@ dax-ops      yes   no       no      device   yes    which mappings exist; any no
 widened      yes   yes      yes     mapping  yes    (the seed's proposal)
 ============ ===== ======== ======= ======== ====== ==================================
 
+A filesystem also asks ``layout_busy``: whether it can find pages of a range that are
+still pinned (``dax_layout_busy_page``, 4.17) before it frees their blocks; bdev-2016
+cannot, so a truncate there frees a block a DMA is still writing into.
+
 (errs: refuses known-bad ranges; lifetime: the provider sees a mapping open and close;
 notify: it tells the holder before a block it handed out changes; failure: who hears of a
 media failure; mc: reads are machine-check safe and report how much they copied.)
@@ -357,6 +361,9 @@ class Bdev2016(_Pmem):
     """
 
     name: ClassVar[str] = "bdev-2016"
+    #: No dax_layout_busy_page (4.17): a filesystem cannot find DAX pages still pinned
+    #: (for DMA) when it frees their blocks, so truncate frees them anyway.
+    layout_busy: ClassVar[bool] = False
     can_report_errors: ClassVar[bool] = False
     sees_lifetime: ClassVar[bool] = False
     can_notify: ClassVar[bool] = False
@@ -470,6 +477,7 @@ class DaxOps(_Pmem):
     holder: Any = None  # a FailureHolder, set by set_holder
 
     name: ClassVar[str] = "dax-ops"
+    layout_busy: ClassVar[bool] = True
     can_report_errors: ClassVar[bool] = True
     sees_lifetime: ClassVar[bool] = False
     can_notify: ClassVar[bool] = False

@@ -11,7 +11,8 @@ Two rules matter more than speed:
 * a bitmap block changed since the last commit is *dirty* and goes into the next
   journal transaction (:attr:`Allocator.dirty`).
 
-Allocation is first fit from a goal, preferring runs that start on a 2 MiB boundary when
+Allocation is first fit from a goal (the block after the file's previous one; the
+data area's start for a file's first block), preferring runs that start on a 2 MiB boundary when
 2 MiB or more is asked for, so a DAX file can be mapped with PMD entries.
 """
 
@@ -39,7 +40,6 @@ class Allocator:
     dirty: set[int] = attrs.field(factory=set)  # bitmap indexes changed since the commit
     pending: list[tuple[int, int]] = attrs.field(factory=list)  # freed, not yet committed
     free_count: int = -1  # -1: not counted yet
-    goal: int = 0
 
     # -- the bitmap blocks ---------------------------------------------------------------
 
@@ -178,7 +178,9 @@ class Allocator:
                           f"{self.count_free() - sum(k for _, k in self.pending)} free")
         runs: list[tuple[int, int]] = []
         left = want
-        start = self.goal if goal is None else goal
+        # No goal (a file's first blocks): first fit from the start of the data area, so
+        # freed space is reused soon, as a block group allocator does on a small fs.
+        start = self.sb.data_start if goal is None else goal
         while left:
             hit = None
             if left >= DATA_ALIGN_BLOCKS:
@@ -198,5 +200,4 @@ class Allocator:
             runs.append((b, k))
             left -= k
             start = b + k
-        self.goal = start
         return runs

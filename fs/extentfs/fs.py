@@ -26,6 +26,7 @@ nothing is committed: the model has no timer (the kernel's jbd2 commits every 5 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -896,6 +897,9 @@ class ExtentFs:
         self.unmap_range(st, first, last)
         if not st.dax:
             return
+        if not getattr(self.provider, "layout_busy", True):
+            self._count("fs.dax.busy_unchecked")  # the 2016 contract cannot tell
+            return
         busy = self._busy_pages(st, first, last)
         if not busy:
             return
@@ -920,7 +924,7 @@ class ExtentFs:
         if self.provider is None or not getattr(self.provider, "linear", True):
             return None
         if self._base_pfn is None:
-            e = self.provider.map(0, BLOCK)
+            e = self.provider.map(0, BLOCK, self)
             self.provider.release(e)
             self._base_pfn = e.pfn
         return self._base_pfn + pblk
@@ -939,6 +943,37 @@ class ExtentFs:
             if p0 is not None:
                 pfns.update(range(p0, p0 + e.length)) if e.length < 1 << 16 else None
         return [p for p in busy if p.pfn in pfns]
+
+    # -- media failure (the dax-ops era's holder: one per device) ----------------------
+
+    def notify_failure(self, offset: int, length: int, mf_flags: int) -> None:
+        """``xfs_dax_notify_failure``: media under device bytes ``[offset, +length)``
+        failed. Unmap every leaf of a file over them, so the next access faults and is
+        refused (SIGBUS) instead of consuming the poison."""
+        told = self._unmap_device_range(offset, length)
+        self._count("fs.dax.failure_notices")
+        self._event("fs.notify_failure", offset=offset, len=length, unmapped=told)
+
+    def on_error(self, offset: int, length: int) -> None:
+        """The widened contract's per-holder failure notice (the fs's own handles)."""
+        self.notify_failure(offset, length, 0)
+
+    def on_remap(self, offset: int, length: int) -> None:
+        """The provider will change device bytes ``[offset, +length)``: unmap them."""
+        self._unmap_device_range(offset, length)
+
+    def _unmap_device_range(self, offset: int, length: int) -> int:
+        first, last = offset // BLOCK, -(-(offset + length) // BLOCK)
+        told = 0
+        for st in list(self.inodes.values()):
+            if not st.leaves:
+                continue
+            for e in st.inode.extents:
+                lo, hi = max(e.pblk, first), min(e.pend, last)
+                if lo < hi:
+                    l0 = e.lblk + (lo - e.pblk)
+                    told += self.unmap_range(st, l0, l0 + (hi - lo))
+        return told
 
     # -- durability -----------------------------------------------------------------------
 
@@ -1039,6 +1074,9 @@ class ExtentFs:
             raise Busy(f"{self.name}: {len(busy)} file(s) still open or mapped "
                        f"(inodes {', '.join(map(str, busy[:5]))})")
         self.sync()
+        put_holder = getattr(self.provider, "put_holder", None)
+        if put_holder is not None and getattr(self.provider, "holder", None) is self:
+            put_holder()
         self.sb.state = STATE_CLEAN
         self.disk.write(0, self.sb.encode(), fua=True)
         self.disk.flush()
@@ -1140,12 +1178,18 @@ def mount(disk: Gendisk, mm: MemorySystem, *, dax: str = "never", provider: Any 
     fs.replayed = replayed
     if fs.provider is not None:
         try:
-            probe = fs.provider.map(0, BLOCK)
+            probe = fs.provider.map(0, BLOCK, fs)
         except NvdimmError:
             fs.dax_has_pages = False  # block 0 cannot be mapped (poison, or a BTT's state)
         else:
             fs.provider.release(probe)
             fs.dax_has_pages = bool(probe.has_page)
+        set_holder = getattr(fs.provider, "set_holder", None)
+        if set_holder is not None:
+            # fs_dax_get_by_bdev with holder ops (5.19); if another holder has the
+            # device, failures go there.
+            with contextlib.suppress(NvdimmError):
+                set_holder(fs)
     sb.state = STATE_MOUNTED
     sb.mount_count += 1
     disk.write(0, sb.encode(), fua=True)

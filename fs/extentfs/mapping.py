@@ -25,7 +25,7 @@ import attrs
 
 from fs.extentfs.fs import PMD_BLOCKS, ExtentFs, InodeState, Leaf
 from fs.extentfs.layout import BLOCK
-from mm.fault import BUS_ADRERR, SIGBUS
+from mm.fault import BUS_ADRERR, BUS_MCEERR_AR, SIGBUS, HwPoisoned
 from mm.pagetable import PMD_SIZE, PTE_SIZE
 from nvdimm.errors import InvalidArgument, NvdimmError
 
@@ -85,6 +85,10 @@ class FileMapping:
                 pfn, got, lblk, hold = self._page_fault(vma, addr, write)
         except SIGBUS:
             raise
+        except HwPoisoned as e:  # the provider refuses a known-bad block
+            fs._count("fs.fault_errors")
+            raise SIGBUS(f"{self.name}: fault at {addr:#x}: {e.message}",
+                         code=BUS_MCEERR_AR, addr=addr) from None
         except NvdimmError as e:  # ENOSPC or EIO while filling a hole: VM_FAULT_SIGBUS
             fs._count("fs.fault_errors")
             raise SIGBUS(f"{self.name}: fault at {addr:#x}: {e.message}", code=BUS_ADRERR,
@@ -167,13 +171,16 @@ class FileMapping:
         """The provider is about to move device bytes ``[offset, +length)``: unmap every
         leaf of this file over them (the handles are released as the leaves go)."""
         first, last = offset // BLOCK, -(-(offset + length) // BLOCK)
+        n = 0
         for leaf in list(self.st.leaves.values()):
             for i in range(leaf.size // BLOCK):
                 pblk, _ = self.fs.bmap(self.st, leaf.lblk + i)
                 if pblk is not None and first <= pblk < last:
-                    leaf.mm.zap(leaf.base, leaf.base + leaf.size)
-                    self.fs._count("fs.dax.remap_unmaps")
+                    n += leaf.mm.zap(leaf.base, leaf.base + leaf.size)
                     break
+        if n:
+            self.fs._count("fs.dax.remap_unmaps", n)
+            self.fs._count("fs.unmapped_leaves", n)
 
     def on_error(self, offset: int, length: int) -> None:
         """Media under the range failed: unmap it, so the next access faults and sees

@@ -5,15 +5,19 @@ persistence     the ``persistence`` seam (adr, eadr, flush-hint) under raw-pmem 
                 writes and application-style stores, with crashes: what survives
 crash-states    how many distinct crash images N in-flight 4 KiB writes can leave:
                 why exhaustive enumeration explodes and random crashes are sampled
-btt-remap       ``btt_remap`` variants under mixed mmap and block writes (issue 6)
+btt-remap       ``btt_remap`` variants under mixed mmap and block writes
 memmap          ``memmap`` variants (none, ram, pmem, compound) across namespace sizes
                 from 16 GiB to 64 TiB: DRAM spent, pmem lost, DMA pinning
-direct-access   ``direct_access`` variants under truncate, media errors, DAX over BTT
-                (issues 5 and 6)
+direct-access   ``direct_access`` variants under truncate with a pinned page, a media
+                error in a mapped range, and DAX over BTT
+persistence-    the ``persistence`` seam under a BTT and extentfs (DAX, page cache)
+stack           with and without fsync/msync, with crashes
+memory-tiers    ``pmem_tier`` variants (kmem-numa, swap, pagecache-ext, dax-cache)
+                under one memory-hungry workload larger than DRAM (issue 8)
 ==============  ===================================================================
 
-``btt-remap`` and ``direct-access`` need seams that other issues are building; asking
-for them raises :class:`~nvdimm.errors.NotAvailableYet` naming the issue.
+An experiment whose seams are not built yet can be declared with ``needs``; asking for
+it raises :class:`~nvdimm.errors.NotAvailableYet` naming the issue.
 
 Each workload here is a module-level function, so sweeps can send it to other
 processes and Dask workers.
@@ -32,7 +36,16 @@ import attrs
 from nvdimm.errors import InvalidArgument, NotAvailableYet
 from nvdimm.explore.compare import Comparison, compare
 from nvdimm.explore.experiment import Check, Experiment, Outcome, Workload
+from nvdimm.explore.fs_workloads import (
+    SCENARIOS,
+    STACKS,
+    btt_remap_workload,
+    direct_access_workload,
+    persistence_stack_workload,
+)
 from nvdimm.explore.sweep import ProgressFn, sweep
+from nvdimm.explore.tiers import machine_config as tiers_machine_config
+from nvdimm.explore.tiers import memory_tiers_workload
 from nvdimm.machine import Machine, MachineConfig
 from nvdimm.platform.crash import policy_from_name
 from nvdimm.seams import all_seams
@@ -340,7 +353,14 @@ answer to old-or-new per sector (2^N).""",
         "btt-remap",
         "btt_remap variants (deny-dax, unsafe, notify-holder, defer) under a workload "
         "mixing mmap stores and block writes to the same blocks",
-        needs=(("btt_remap", 6),),
+        btt_remap_workload, SMALL,
+        {"btt_remap": ("deny-dax", "unsafe", "notify-holder", "defer")},
+        headline="""What to look for: unsafe corrupts (the stores after a block write go to
+the block the BTT just freed: lost for the file, and the next write that reuses it hands
+them to another LBA); notify-holder loses nothing (the filesystem unmaps when told, then
+refaults onto the new block) at the price of a notification and a refault per write;
+defer loses nothing without a crash but gives up sector atomicity for mapped blocks
+(their writes go in place); deny-dax (Linux) is safe because there is no DAX at all.""",
     ),
     Builtin(
         "memmap",
@@ -358,7 +378,47 @@ state; none costs nothing and cannot pin pages for DMA.""",
         "direct-access",
         "direct_access variants under truncate with a pinned page, a media error inside "
         "a mapped range, and DAX over BTT",
-        needs=(("direct_access", 5), ("btt_remap", 6)),
+        direct_access_workload, SMALL,
+        {"direct_access": ("bdev-2016", "dax-ops", "widened"), "scenario": SCENARIOS},
+        headline="""What to look for: under bdev-2016 truncate cannot see a page pinned for
+DMA, frees its block, and the DMA lands in the next file that gets it; dax-ops and widened
+find the busy page and refuse (or wait). A media error: bdev-2016's kernel copy is not
+machine-check safe (a panic) and nobody is told, so the process consumes the poison;
+dax-ops tells the one device holder and widened each mapping's holder, the filesystem
+pulls the mapping, and the process gets SIGBUS without touching the poison, while read(2)
+comes back short. DAX over BTT exists only if the btt_remap variant allows it
+(--vary btt_remap=...).""",
+    ),
+    Builtin(
+        "persistence-stack",
+        "seam persistence (adr, eadr, flush-hint) one layer up: a BTT namespace and "
+        "extentfs (DAX and page cache) written with and without fsync/msync, then a "
+        "power failure",
+        persistence_stack_workload, SMALL,
+        {"persistence": ("adr", "eadr", "flush-hint"), "stack": STACKS},
+        seeds=2,
+        headline="""What to look for: fsync and msync keep data on every platform and stack.
+BTT writes are durable when they complete, flush or not. Without fsync, write(2) is lost
+on the page cache (it never left DRAM) and torn on DAX (its non-temporal stores were not
+fenced); a store through a DAX mapping without msync survives only under eadr, where the
+CPU caches are inside the persistence domain.""",
+    ),
+    Builtin(
+        "memory-tiers",
+        "pmem_tier variants (kmem-numa, swap, pagecache-ext, dax-cache): pmem as a NUMA "
+        "tier, a swap area, a page-cache extension or a DAX block cache, under one "
+        "workload three times the size of DRAM",
+        memory_tiers_workload, tiers_machine_config(),
+        {"pmem_tier": ("kmem-numa", "swap", "pagecache-ext", "dax-cache")},
+        headline="""What to look for: kmem-numa has no major faults at all (cold pages are
+used in place on pmem, hot ones promoted back) and the least modeled time, at the price of
+NUMA hint faults, 1.56 % of the pmem in DRAM for struct pages, and stores that reach pmem
+in place. swap, pagecache-ext and dax-cache fault exactly as often as each other (mm is the
+same); they differ in where a fault is served from: swap serves anonymous pages from pmem
+and file pages from the disk, pagecache-ext the reverse, dax-cache both from pmem through
+the block layer (after the cache has warmed up, no disk reads). Swap on a sector namespace
+(--vary swap_mode=sector) adds the BTT's fences and metadata writes for atomicity swap
+never needs.""",
     ),
 )}
 
