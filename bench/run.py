@@ -23,6 +23,7 @@ SUITES = {
     "btt": "bench.bench_btt",
     "memmap": "bench.bench_memmap",
     "mm": "bench.bench_mm",
+    "tiers": "bench.bench_tiers",
 }
 
 

@@ -28,6 +28,7 @@ Counters: ``cleancache.puts``, ``.gets`` (hits), ``.misses``, ``.evictions``,
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Protocol
 
@@ -44,9 +45,6 @@ class PmemStore(Protocol):
     """Byte-addressed copies to and from pmem (the ``direct_access`` seam's ``read`` and
     ``write`` have this shape)."""
 
-    @property
-    def size(self) -> int: ...
-
     def read(self, offset: int, n: int) -> bytes: ...
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int: ...
@@ -54,23 +52,21 @@ class PmemStore(Protocol):
 
 @attrs.define(slots=True, eq=False)
 class Cleancache:
-    """An ephemeral pool of ``capacity`` clean pages on ``store``."""
+    """An ephemeral pool of ``capacity`` clean pages on ``store`` (page ``i`` of the pool
+    at byte ``i * 4096``)."""
 
     store: PmemStore
+    capacity: int
     metrics: Metrics
     trace: Trace = attrs.field(factory=lambda: Trace(on=False))
-    capacity: int = 0  # 0: as many pages as the store holds
-    _slots: dict[Hashable, int] = attrs.field(init=False, factory=dict, repr=False)
+    _slots: OrderedDict[Hashable, int] = attrs.field(init=False, factory=OrderedDict,
+                                                     repr=False)
     _free: list[int] = attrs.field(init=False, factory=list, repr=False)
     _next: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
-        fits = self.store.size // PAGE_SIZE
-        if not self.capacity:
-            self.capacity = fits
-        if not 0 < self.capacity <= fits:
-            raise InvalidArgument(f"a cleancache of {self.capacity} pages does not fit a "
-                                  f"store of {fits} pages")
+        if self.capacity < 1:
+            raise InvalidArgument(f"a cleancache needs at least one page, not {self.capacity}")
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -87,9 +83,8 @@ class Cleancache:
         if self._next < self.capacity:
             self._next += 1
             return self._next - 1
-        old = next(iter(self._slots))  # the least recently put page: drop it
         self.metrics.c["cleancache.evictions"] += 1
-        return self._slots.pop(old)
+        return self._slots.popitem(last=False)[1]  # the least recently put page goes
 
     def put(self, key: Hashable, data: bytes) -> None:
         """Keep a copy of clean page ``key`` (replacing an older copy)."""

@@ -51,16 +51,29 @@ MEMTIER_ADISTANCE_DRAM = 4 * MEMTIER_CHUNK_SIZE + MEMTIER_CHUNK_SIZE // 2
 MEMTIER_DEFAULT_DAX_ADISTANCE = 5 * MEMTIER_ADISTANCE_DRAM
 
 
+_MEDIA_KEYS: dict[str, tuple[str, str, str]] = {}
+
+
+def media_keys(medium: str) -> tuple[str, str, str]:
+    """The counter names of ``medium``: reads, bytes read, bytes written."""
+    keys = _MEDIA_KEYS.get(medium)
+    if keys is None:
+        keys = _MEDIA_KEYS[medium] = (f"media.{medium}.reads", f"media.{medium}.bytes_read",
+                                      f"media.{medium}.bytes_written")
+    return keys
+
+
 def count_media(metrics: Metrics, medium: str, *, reads: int = 0, bytes_read: int = 0,
                 bytes_written: int = 0) -> None:
     """Account accesses to ``medium`` (``dram``, ``pmem``, ``disk``) for the cost model."""
     c = metrics.c
+    k_reads, k_read, k_written = media_keys(medium)
     if reads:
-        c[f"media.{medium}.reads"] += reads
+        c[k_reads] += reads
     if bytes_read:
-        c[f"media.{medium}.bytes_read"] += bytes_read
+        c[k_read] += bytes_read
     if bytes_written:
-        c[f"media.{medium}.bytes_written"] += bytes_written
+        c[k_written] += bytes_written
 
 
 class Frames(Protocol):
@@ -142,11 +155,14 @@ class DramFrames:
         return pfn in self._held
 
     def read(self, pfn: int, offset: int, n: int) -> bytes:
-        count_media(self.metrics, self.medium, reads=1, bytes_read=n)
+        c = self.metrics.c
+        k = media_keys(self.medium)
+        c[k[0]] += 1
+        c[k[1]] += n
         return self.pages.read(pfn, offset, n)
 
     def write(self, pfn: int, offset: int, data: bytes | bytearray | memoryview) -> None:
-        count_media(self.metrics, self.medium, bytes_written=len(data))
+        self.metrics.c[media_keys(self.medium)[2]] += len(data)
         self.pages.write(pfn, offset, data)
 
 
@@ -256,13 +272,16 @@ class PmemFrames:
         return pfn in self._owned
 
     def read(self, pfn: int, offset: int, n: int) -> bytes:
-        count_media(self.metrics, self.medium, reads=1, bytes_read=n)
+        c = self.metrics.c
+        k = media_keys(self.medium)
+        c[k[0]] += 1
+        c[k[1]] += n
         return self.cpu.load((pfn << PAGE_SHIFT) + offset, n)
 
     def write(self, pfn: int, offset: int, data: bytes | bytearray | memoryview) -> None:
         # Ordinary cached stores, as copy_highpage and user stores to System RAM: no
         # flush, the memory is volatile by contract even though the media keeps it.
-        count_media(self.metrics, self.medium, bytes_written=len(data))
+        self.metrics.c[media_keys(self.medium)[2]] += len(data)
         self.cpu.store((pfn << PAGE_SHIFT) + offset, data)
 
 
@@ -308,6 +327,7 @@ class MemoryTiers:
 
     nodes: dict[int, NumaNode] = attrs.field(factory=dict)
     demotion_enabled: bool = True
+    _top: frozenset[int] = attrs.field(init=False, factory=frozenset, repr=False)
 
     def add(self, node: NumaNode) -> NumaNode:
         if node.nid in self.nodes:
@@ -315,13 +335,21 @@ class MemoryTiers:
         if node.nid < 0:
             raise InvalidArgument(f"node id {node.nid} is negative")
         self.nodes[node.nid] = node
+        self._retier()
         return node
 
     def remove(self, nid: int) -> NumaNode:
         node = self.node(nid)
         if node.used:
             raise Busy(f"node {nid} still holds {node.used} page(s)")
-        return self.nodes.pop(nid)
+        del self.nodes[nid]
+        self._retier()
+        return node
+
+    def _retier(self) -> None:
+        # establish_demotion_targets runs when a node comes or goes; cache the top tier.
+        tiers = self.tiers()
+        self._top = frozenset(tiers[0][1]) if tiers else frozenset()
 
     def node(self, nid: int) -> NumaNode:
         try:
@@ -338,8 +366,7 @@ class MemoryTiers:
         return [(t, sorted(by[t])) for t in sorted(by)]
 
     def is_top_tier(self, nid: int) -> bool:
-        tiers = self.tiers()
-        return bool(tiers) and nid in tiers[0][1]
+        return nid in self._top
 
     def demotion_target(self, nid: int) -> NumaNode | None:
         """The node pages of ``nid`` demote to: one of the next slower tier (the one with

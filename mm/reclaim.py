@@ -33,6 +33,7 @@ unless ``rate_limit`` pages were already promoted in that period.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
@@ -50,8 +51,10 @@ K = TypeVar("K", bound=Hashable)
 class Lru(Generic[K]):
     """One node's active and inactive lists (oldest first) and referenced bits."""
 
-    inactive: dict[K, None] = attrs.field(factory=dict)
-    active: dict[K, None] = attrs.field(factory=dict)
+    # OrderedDicts: taking the cold end is O(1) (a plain dict scans past the holes its
+    # deletions leave at the front).
+    inactive: OrderedDict[K, None] = attrs.field(factory=OrderedDict)
+    active: OrderedDict[K, None] = attrs.field(factory=OrderedDict)
     referenced: set[K] = attrs.field(factory=set)
 
     def __len__(self) -> int:
@@ -86,8 +89,7 @@ class Lru(Generic[K]):
         # its referenced bits cleared (checking them is what clears them).
         act, ina, ref = self.active, self.inactive, self.referenced
         for _ in range(min(nr, len(act))):
-            k = next(iter(act))
-            del act[k]
+            k = act.popitem(last=False)[0]
             ref.discard(k)
             ina[k] = None
 
@@ -99,8 +101,7 @@ class Lru(Generic[K]):
         while len(out) < nr and (ina or act):
             if not ina or len(ina) < len(act):  # inactive_is_low: refill it
                 self._deactivate(max(nr, (len(act) - len(ina) + 1) // 2))
-            k = next(iter(ina))
-            del ina[k]
+            k = ina.popitem(last=False)[0]
             if k in ref:
                 ref.discard(k)
                 act[k] = None

@@ -20,8 +20,8 @@ the page. Slots 1 .. ``last_page`` hold pages.
   a slot at swap-in rather than keep the copy.
 
 Counters: ``swap.pswpout`` / ``swap.pswpin`` (vmstat's names), per area
-``swap.<name>.slots_used`` (gauge); bytes moved are counted per medium
-(:func:`mm.numa.count_media`).
+``swap.<name>.slots_used`` (gauge); with ``medium`` set, the bytes are also counted per
+medium (:func:`mm.numa.count_media`) on behalf of a driver that does not count them.
 
 ::
 
@@ -94,7 +94,9 @@ class SwapDevice:
     start: int = 0
     size: int = 0  # 0: to the end of the disk
     priority: int = -2
-    medium: str = "disk"
+    #: Counted as ``media.<medium>.*`` here, for a disk whose driver does not count
+    #: itself (pmem, BTT); None when the driver counts (null_blk).
+    medium: str | None = None
     synchronous: bool = False
     name: str = ""
     header: SwapHeader | None = attrs.field(init=False, default=None)
@@ -202,7 +204,8 @@ class SwapDevice:
             raise InvalidArgument(f"a swap slot holds {PAGE_SIZE} bytes, not {len(data)}")
         self.disk.submit_bio_wait(write_bio(self._sector(slot), data))
         self.metrics.c["swap.pswpout"] += 1
-        count_media(self.metrics, self.medium, bytes_written=PAGE_SIZE)
+        if self.medium is not None:
+            count_media(self.metrics, self.medium, bytes_written=PAGE_SIZE)
         if self.trace.on:
             self.trace.emit("swap.out", dev=self.name, slot=slot)
 
@@ -214,7 +217,8 @@ class SwapDevice:
         self.disk.submit_bio_wait(bio)
         assert bio.data is not None
         self.metrics.c["swap.pswpin"] += 1
-        count_media(self.metrics, self.medium, reads=1, bytes_read=PAGE_SIZE)
+        if self.medium is not None:
+            count_media(self.metrics, self.medium, reads=1, bytes_read=PAGE_SIZE)
         if self.trace.on:
             self.trace.emit("swap.in", dev=self.name, slot=slot)
         return bytes(bio.data)
