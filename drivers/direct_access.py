@@ -292,8 +292,15 @@ class _Pmem:
             return self._load(offset, good) if good else b""
 
     def _flushcache(self, offset: int, data: bytes | bytearray | memoryview) -> int:
-        self.device.cpu.write_flushcache(self.device.spa + offset, data)
+        spa = self.device.spa + offset
+        self.device.cpu.write_flushcache(spa, data)
         self.device.metrics.c["dax.bytes_written"] += len(data)
+        tr = self.device.trace
+        if tr.on:
+            n = len(data)
+            lines = ((spa + n - 1) >> 6) - (spa >> 6) + 1 if n else 0
+            tr.emit("dax.copy_in", dev=self.device.name, offset=offset, len=n, spa=spa,
+                    lines=lines, how="memcpy_flushcache (NT stores, not fenced)")
         return len(data)
 
     def flush(self) -> None:

@@ -75,3 +75,27 @@ def _run(dax: str, ops: list[tuple[Any, ...]]) -> list[Any]:
 @given(OPS)
 def test_dax_and_buffered_mounts_give_identical_results(ops: list[tuple[Any, ...]]) -> None:
     assert _run("always", ops) == _run("never", ops)
+
+
+def test_the_traced_write_example_follows_one_write_to_cache_lines() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "examples" / "trace_write.py")],
+                         capture_output=True, text=True, check=True).stdout
+    dax, buffered = out.split("== dax=never")
+    names = [ln.split()[0] for ln in dax.splitlines() if ln.startswith("  ")]
+    assert names.index("fs.write") < names.index("fs.alloc") < names.index("dax.copy_in")
+    assert names.index("dax.copy_in") < names.index("fs.journal.log") < names.index(
+        "fs.journal.commit") < names.index("fs.journal.done")
+    assert "lines in flight after write(2): 0" not in dax
+    assert "lines in flight after fsync(2): 0" in dax
+    before_fsync, after = buffered.split("== fsync(fd) ==")
+    assert "pmem.write" not in before_fsync and "mm.page_alloc" in before_fsync
+    assert "lines in flight after write(2): 0" in before_fsync
+    names = [ln.split()[0] for ln in after.splitlines() if ln.startswith("  ")]
+    assert names.index("fs.alloc") < names.index("mm.writeback") < names.index("fs.journal.log")
+    doc = (root / "docs" / "write-path.md").read_text()
+    assert "fs.journal.commit" in doc and "dax.copy_in" in doc

@@ -72,8 +72,11 @@ class Journal:
                                   f"journal's {self.capacity}")
         seq = self.sequence
         j = self.sb.journal_start
+        tr = self.trace
         desc = encode_descriptor(seq, targets)
         body = bytearray(desc)
+        if tr.on:
+            tr.emit("fs.journal.log", seq=seq, blocks=len(targets), targets=targets)
         self._write(j + 1, desc)
         blob = b"".join(images[t] for t in targets)
         self.disk.write((j + 2) * BLOCK, blob)
@@ -84,12 +87,14 @@ class Journal:
         c = self.metrics.c
         c["fs.journal.commits"] += 1
         c["fs.journal.blocks"] += len(targets)
-        if self.trace.on:
-            self.trace.emit("fs.journal.commit", seq=seq, blocks=len(targets))
+        if tr.on:
+            tr.emit("fs.journal.commit", seq=seq, blocks=len(targets))
         checkpoint(self.disk, images)
         self.sequence = seq + 1
         self._write(j, encode_journal_super(self.sequence))
         self.disk.flush()
+        if tr.on:
+            tr.emit("fs.journal.done", seq=seq)
         return seq
 
 
