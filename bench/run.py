@@ -24,6 +24,7 @@ SUITES = {
     "memmap": "bench.bench_memmap",
     "mm": "bench.bench_mm",
     "tiers": "bench.bench_tiers",
+    "fs": "bench.bench_fs",
 }
 
 
