@@ -87,3 +87,13 @@ def test_the_example_scripts_run_and_show_their_point() -> None:
                              capture_output=True, text=True, check=True,
                              cwd=root / "examples").stdout
         assert text in out, script
+
+
+def test_a_workload_parameter_named_after_a_seam_is_checked_before_running() -> None:
+    import pytest
+
+    from nvdimm.errors import InvalidArgument
+
+    exp = builtin.get("memory-tiers").experiment(vary={"pmem_tier": ["bogus"]})
+    with pytest.raises(InvalidArgument, match="no variant 'bogus'"):
+        exp.validate()

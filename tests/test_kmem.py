@@ -233,3 +233,19 @@ class KmemLifecycle(RuleBasedStateMachine):
 
 TestKmemLifecycle = KmemLifecycle.TestCase
 TestKmemLifecycle.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+
+
+def test_a_device_bound_to_kmem_has_no_character_device_to_map():
+    from nvdimm.errors import NoDevice
+
+    m, kmem = machine_and_kmem(2 * MiB)
+    dev = devdax(m, 32 * MiB)
+    kmem.probe(dev)
+    p = m.mm.spawn("late")
+    with pytest.raises(NoDevice, match="bound to kmem"):
+        p.mmap(2 * MiB, shared=True, backing=DeviceDaxOps(dev))
+    for b in kmem.bound[dev.name].blocks:
+        kmem.offline_block(b.name)
+    kmem.remove(dev.name)
+    a = p.mmap(2 * MiB, shared=True, backing=DeviceDaxOps(dev))  # device_dax has it back
+    p.munmap(a, 2 * MiB)

@@ -68,6 +68,9 @@ class DaxDevice:
     metrics: Metrics
     trace: Trace
     target_node: int = 0
+    #: The driver bound to the instance: ``device_dax`` (the character device) or
+    #: ``kmem`` (System RAM: /dev/daxX.Y is gone and cannot be mapped).
+    driver: str = "device_dax"
 
     @property
     def region_id(self) -> int:
@@ -87,6 +90,11 @@ class DaxDevice:
         """Whether ``mmap(addr, length, ..., MAP_SHARED if shared, fd, offset)`` is
         accepted (``check_vma``); raises InvalidArgument (EINVAL) when it is not.
         ``addr`` None means the kernel chooses, and it chooses an aligned address."""
+        if self.driver != "device_dax":
+            from nvdimm.errors import NoDevice
+
+            raise NoDevice(f"/dev/{self.name} is gone: the instance is bound to "
+                           f"{self.driver} (System RAM); unbind it to map it again")
         mask = self.align - 1
         if not shared:
             raise InvalidArgument(f"{self.name}: device-dax mappings must be shared "

@@ -187,6 +187,7 @@ class KmemDriver:
                                                adistance=self.adistance))
         kd = KmemDevice(dev, node_obj, start, size, blocks, policy, cost)
         self.bound[dev.name] = kd
+        dev.driver = "kmem"
         c = self.system.metrics.c
         c["kmem.hotadd_blocks"] += len(blocks)
         self._gauges()
@@ -335,6 +336,7 @@ class KmemDriver:
                                      trace=self.system.trace, kernel=dev.ns.region.bus)
         dram.uncharge(kd.dram_account)
         del self.bound[dev_name]
+        dev.driver = "device_dax"
         node = kd.node
         if not any(k.node is node for k in self.bound.values()):
             self.tiers.remove(node.nid)

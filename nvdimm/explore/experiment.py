@@ -442,6 +442,12 @@ class Experiment:
         for k in _seam_fields():
             for v in self.vary.get(k, (getattr(self.base, k),)):
                 seam(k).info(v)  # raises, naming the variants there are
+        seam_names = {s.name for s in all_seams()}
+        for k in seam_names & (set(self.vary) | set(self.params)) - set(fields):
+            # a workload parameter named after a seam picks one of its variants
+            for v in self.vary.get(k, (self.params.get(k),)):
+                if v is not None:
+                    seam(k).info(v)
 
     def jobs(self) -> list[Job]:
         self.validate()
