@@ -385,7 +385,7 @@ class Mm:
                     system.put_page(page)
             v = self.find_vma(base)
             if v is not None and not v.anonymous:
-                v.ops.leaf_gone(v, base, e.size, e.pfn)
+                v.ops.leaf_gone(v, base, e.size, e.pfn, e.dirty)
         return len(gone)
 
     def dax_writeback(self, start: int, end: int) -> int:

@@ -115,9 +115,11 @@ class VmOps(Protocol):
         """A VMA of this backing went (munmap, exit, or replaced by its pieces)."""
         ...
 
-    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int, dirty: bool) -> None:
         """A leaf this backing's fault gave was removed from the page table (munmap, a
-        truncate's unmap, memory failure): a filesystem drops what it held for it."""
+        truncate's unmap, memory failure): a filesystem drops what it held for it, and
+        remembers a ``dirty`` one for its next fsync (the DAX entry stays dirty in the
+        file's page cache xarray after the mapping goes)."""
         ...
 
 
@@ -159,7 +161,7 @@ class BaseVmOps:
     def vma_closed(self, vma: Vma) -> None:
         return None
 
-    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int, dirty: bool) -> None:
         return None
 
 
@@ -320,7 +322,7 @@ class DeviceDaxOps:
     def vma_closed(self, vma: Vma) -> None:
         return None
 
-    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int, dirty: bool) -> None:
         return None
 
 
@@ -393,5 +395,5 @@ class PfnRangeOps:
     def vma_closed(self, vma: Vma) -> None:
         return None
 
-    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int, dirty: bool) -> None:
         return None

@@ -74,6 +74,9 @@ class FsCrashMachine(RuleBasedStateMachine):
         self.committed: dict[str, tuple[int, bytes]] = {}  # name -> (identity, contents)
         # per identity: (offset, bytes) written since the last commit
         self.since: dict[int, list[tuple[int, bytes]]] = {}
+        # per identity: DAX stores through a mapping not yet fsync'd: (offset, old, new);
+        # a commit does not make them durable, only an fsync of their file does
+        self.loose: dict[int, list[tuple[int, int, int]]] = {}
         self.m.trace.subscribe(self._on_event)
 
     def _on_event(self, ev) -> None:  # type: ignore[no-untyped-def]
@@ -83,6 +86,14 @@ class FsCrashMachine(RuleBasedStateMachine):
     def _snapshot(self) -> None:
         self.committed = {k: (self.ids[k], bytes(v)) for k, v in self.files.items()}
         self.since = {}
+
+    def _synced(self, name: str) -> None:
+        """fsync(name) returned: its data and size are durable, whether or not a commit
+        was needed (with no commit the names are as committed)."""
+        ident = self.ids[name]
+        self.committed[name] = (ident, bytes(self.files[name]))
+        self.since.pop(ident, None)
+        self.loose.pop(ident, None)
 
     def _note(self, name: str, offset: int, data: bytes) -> None:
         self.since.setdefault(self.ids[name], []).append((offset, data))
@@ -154,12 +165,38 @@ class FsCrashMachine(RuleBasedStateMachine):
             self.files[new] = self.files.pop(old)
             self.ids[new] = self.ids.pop(old)
 
+    @precondition(lambda self: any(self.files.values()))
+    @rule(data=st.data(), byte=st.integers(1, 255),
+          how=st.sampled_from(["msync", "fsync after munmap", "none"]))
+    def mmap_store(self, data: st.DataObject, byte: int, how: str) -> None:
+        name = data.draw(st.sampled_from(sorted(k for k, v in self.files.items() if v)))
+        buf = self.files[name]
+        offset = data.draw(st.integers(0, len(buf) - 1))
+        p = self.m.mm.spawn("mapper")
+        with self.m.vfs.open(f"/mnt/{name}", "r+") as f:
+            a = f.mmap(p, len(buf))
+            p.store(a + offset, bytes([byte]))
+            if how == "msync":
+                p.msync(a, len(buf))  # an fsync of the file: commits
+            p.munmap(a, len(buf))
+            if how == "fsync after munmap":  # the dirty entry outlives the mapping
+                f.fsync()
+        p.exit()
+        sync = how != "none"
+        if self.dax == "always" and not sync:
+            self.loose.setdefault(self.ids[name], []).append((offset, buf[offset], byte))
+        buf[offset] = byte
+        self._note(name, offset, bytes([byte]))
+        if sync:
+            self._synced(name)
+
     @precondition(lambda self: self.files)
     @rule(data=st.data(), datasync=st.booleans())
     def fsync(self, data: st.DataObject, datasync: bool) -> None:
         name = data.draw(st.sampled_from(sorted(self.files)))
         with self.m.vfs.open(f"/mnt/{name}", "r") as f:
             (f.fdatasync if datasync else f.fsync)()
+        self._synced(name)
         if not datasync:
             # fsync commits the running transaction: every name and size is in it
             assert set(self.committed) == set(self.files)
@@ -183,13 +220,17 @@ class FsCrashMachine(RuleBasedStateMachine):
             got = self.m.vfs.read_file(f"/mnt/{name}")
             assert len(got) == len(snap), name
             later = self.since.get(ident, [])
+            loose = self.loose.get(ident, [])
             for i, (g, s) in enumerate(zip(got, snap, strict=True)):
                 if g != s:
                     assert any(off <= i < off + len(w) and w[i - off] == g
-                               for off, w in later), f"{name}: byte {i} is {g}, not {s}"
+                               for off, w in later) or any(
+                        off == i and g in (old, new) for off, old, new in loose), \
+                        f"{name}: byte {i} is {g}, not {s}"
         self.files = {name: bytearray(self.m.vfs.read_file(f"/mnt/{name}"))
                       for name in self.committed}
         self.ids = {name: ident for name, (ident, _) in self.committed.items()}
+        self.loose = {}
         self._snapshot()
 
     # -- checks -------------------------------------------------------------------------
@@ -213,6 +254,6 @@ class FsCrashMachine(RuleBasedStateMachine):
 
 
 FsCrashMachine.TestCase.settings = settings(
-    max_examples=80, stateful_step_count=30, deadline=None,
+    max_examples=100, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 test_extentfs_survives_crashes_with_what_was_committed = FsCrashMachine.TestCase

@@ -180,3 +180,18 @@ def test_an_unlinked_file_lives_while_mapped() -> None:
     freed = m.metrics.c["fs.inodes_freed"]
     p.munmap(a, BLOCK)
     assert m.metrics.c["fs.inodes_freed"] == freed + 1
+
+
+def test_a_dirty_dax_entry_outlives_its_mapping_until_fsync_writes_it_back() -> None:
+    m, name, _ = fs_machine()
+    p = m.mm.spawn("app")
+    with m.vfs.open("/mnt/f", "w+") as f:
+        f.write(b"A" * 100)
+        f.fsync()
+        a = f.mmap(p, 100)
+        p.store(a + 5, b"Z")
+        p.munmap(a, 100)  # the store is still only in the CPU cache
+        f.fsync()  # dax_writeback_mapping_range still finds the dirty entry
+    m.crash(KeepNothing())
+    remount(m, name)
+    assert m.vfs.read_file("/mnt/f")[:8] == b"AAAAAZAA"

@@ -117,6 +117,8 @@ class InodeState:
     opens: int = 0
     vmas: int = 0  # VMAs mapping the file: they keep it alive
     leaves: dict[tuple[int, int], Leaf] = attrs.field(factory=dict)  # (pid, base)
+    # DAX: (pfn, size) of dirty leaves unmapped before an fsync wrote them back
+    unsynced: list[tuple[int, int]] = attrs.field(factory=list)
     mapping: FileMapping | None = None
     datasync_dirty: bool = False  # size or extents changed since the last commit
     ordered: bool = False  # has data the next commit must write first
@@ -998,6 +1000,12 @@ class ExtentFs:
         of the file (per process), then fence."""
         for leaf in list(st.leaves.values()):
             leaf.mm.dax_writeback(leaf.base, leaf.base + leaf.size)
+        if st.unsynced:
+            cpu = self.mm.cpu
+            for pfn, size in st.unsynced:
+                cpu.writeback(pfn << 12, size)
+            st.unsynced.clear()
+            cpu.fence()
 
     def _flush_data(self) -> None:
         if self.provider is not None:

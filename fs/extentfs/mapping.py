@@ -160,7 +160,9 @@ class FileMapping:
         if self.st.inode.nlink == 0 and self.fs.mounted:
             self.fs._maybe_evict(self.st)
 
-    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int) -> None:
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int, dirty: bool) -> None:
+        if dirty and self.st.dax:
+            self.st.unsynced.append((pfn, size))  # the next fsync writes it back
         leaf = self.st.leaves.pop((vma.mm.pid, base), None)
         if leaf is not None and leaf.hold is not None and self.fs.provider is not None:
             self.fs.provider.release(leaf.hold)
