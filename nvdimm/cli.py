@@ -264,6 +264,219 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- extentfs: mkfs, fsck, and file operations ----------------------------------------------
+
+#: Where the fs commands mount the namespace in the kernel they boot.
+FS_MOUNT = "/mnt"
+
+
+def _fs_disk(m: Machine, namespace: str) -> Any:
+    """The block device a filesystem lives on, or a clear refusal."""
+    ns = m.bus.namespace(namespace)
+    if ns.mode == "devdax":
+        raise InvalidArgument(f"{ns.dev} is a devdax namespace: it has no block device to "
+                              "hold a filesystem (use an fsdax, sector or raw namespace)")
+    return m.block_device(namespace)
+
+
+def _superblock_json(device: str, sb: Any) -> dict[str, Any]:
+    from fs.extentfs.layout import BLOCK
+
+    return {"device": device, "uuid": str(sb.uuid), "block_size": BLOCK, "blocks": sb.blocks,
+            "inodes": sb.inodes, "root_ino": sb.root_ino,
+            "bitmap": {"start": sb.bitmap_start, "blocks": sb.bitmap_blocks},
+            "inode_table": {"start": sb.inode_table_start, "blocks": sb.inode_table_blocks},
+            "journal": {"start": sb.journal_start, "blocks": sb.journal_blocks},
+            "data_start": sb.data_start, "state": "clean" if sb.state else "mounted",
+            "mount_count": sb.mount_count}
+
+
+def _superblock_text(device: str, sb: Any) -> str:
+    def span(start: int, n: int) -> str:
+        return f"{start}-{start + n - 1}"
+
+    return "\n".join([
+        f"Creating extentfs on {device}: {sb.blocks} 4k blocks and {sb.inodes} inodes",
+        f"Filesystem UUID: {sb.uuid}",
+        f"Block bitmap:    blocks {span(sb.bitmap_start, sb.bitmap_blocks)}",
+        f"Inode table:     blocks {span(sb.inode_table_start, sb.inode_table_blocks)}",
+        f"Journal:         blocks {span(sb.journal_start, sb.journal_blocks)} "
+        f"({sb.journal_blocks} blocks)",
+        f"Data:            blocks {span(sb.data_start, sb.blocks - sb.data_start)} "
+        "(from a 2 MiB boundary)"])
+
+
+def cmd_mkfs(args: argparse.Namespace) -> int:
+    m = _open(args)
+    disk = _fs_disk(m, args.namespace)
+    sb = m.mkfs(args.namespace, inodes=args.inodes, journal_blocks=args.journal_blocks)
+    m.save(args.machine)
+    _emit(_superblock_json(disk.name, sb) if args.json else _superblock_text(disk.name, sb))
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    """Exit codes are e2fsck's: 0 clean, 1 errors corrected, 4 errors left, 8 fsck could
+    not check (no such device, no superblock)."""
+    from fs.extentfs.fsck import EXIT_ERROR, fsck
+
+    try:
+        m = _open(args)
+        report = fsck(_fs_disk(m, args.namespace), repair=args.repair)
+    except NvdimmError as e:
+        print(f"nvdimm fsck: error: {e.message}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.repair:
+        m.save(args.machine)
+    _emit(report.to_json() if args.json else report.render())
+    return report.exit_code
+
+
+def _fs_path(path: str) -> str:
+    """A path inside the filesystem ('/a/b', or 'a/b' from its root) under the mount."""
+    import posixpath
+
+    inner = posixpath.normpath("/" + path.lstrip("/"))
+    return FS_MOUNT if inner == "/" else FS_MOUNT + inner
+
+
+def _stat_json(path: str, name: str, st: Any) -> dict[str, Any]:
+    import stat as statmod
+
+    return {"path": path, "name": name, "ino": st.ino,
+            "type": "directory" if st.is_dir else "file", "mode": f"{st.mode & 0o7777:04o}",
+            "nlink": st.nlink, "size": st.size, "blocks": st.blocks,
+            "dax": st.dax, "mtime": st.mtime, "ctime": st.ctime,
+            "filemode": statmod.filemode(st.mode)}
+
+
+def _fs_ls(m: Machine, args: argparse.Namespace) -> Any:
+    import posixpath
+
+    v = m.vfs
+    where = _fs_path(args.path)
+    st = v.stat(where)
+    if st.is_dir:
+        names = sorted(v.listdir(where))
+        rows = [_stat_json(posixpath.join(args.path, n), n, v.stat(f"{where.rstrip('/')}/{n}"))
+                for n in names]
+    else:
+        rows = [_stat_json(args.path, posixpath.basename(args.path), st)]
+    if args.json:
+        return rows
+    return "\n".join(f"{r['ino']:>5} {r['filemode']} {r['nlink']:>2} {r['size']:>10} "
+                     f"{r['name']}{'/' if r['type'] == 'directory' else ''}"
+                     for r in rows) or None
+
+
+def _fs_cat(m: Machine, args: argparse.Namespace) -> Any:
+    return m.vfs.read_file(_fs_path(args.path))
+
+
+def _fs_put(m: Machine, args: argparse.Namespace) -> Any:
+    data: bytes = args.payload
+    where = _fs_path(args.path)
+    with m.vfs.open(where, "w" if args.offset is None else "a") as f:
+        if args.offset is None:
+            f.write(data)
+        else:
+            f.pwrite(data, args.offset)
+        if not args.no_sync:
+            f.fsync()
+    offset = 0 if args.offset is None else args.offset
+    print(f"wrote {len(data)} bytes to {args.path} at offset {offset}"
+          f"{' (not synced)' if args.no_sync else ''}", file=sys.stderr)
+    return None
+
+
+def _fs_rm(m: Machine, args: argparse.Namespace) -> Any:
+    where = _fs_path(args.path)
+    if args.dir and m.vfs.stat(where).is_dir:
+        m.vfs.rmdir(where)
+    else:
+        m.vfs.unlink(where)
+    return None
+
+
+def _fs_mkdir(m: Machine, args: argparse.Namespace) -> Any:
+    where = _fs_path(args.path)
+    if not args.parents:
+        m.vfs.mkdir(where)
+        return None
+    parts = where[len(FS_MOUNT):].strip("/").split("/")
+    at = FS_MOUNT
+    for part in parts:
+        at = f"{at}/{part}"
+        if not m.vfs.exists(at):
+            m.vfs.mkdir(at)
+    return None
+
+
+def _fs_stat(m: Machine, args: argparse.Namespace) -> Any:
+    import posixpath
+
+    st = _stat_json(args.path, posixpath.basename(args.path) or "/",
+                    m.vfs.stat(_fs_path(args.path)))
+    if args.json:
+        return st
+    kind = "directory" if st["type"] == "directory" else "regular file"
+    return "\n".join([
+        f"  File: {st['path']}",
+        f"  Size: {st['size']:<12} Blocks: {st['blocks']:<8} IO Block: 4096   {kind}",
+        f" Inode: {st['ino']:<12} Links: {st['nlink']}",
+        f"Access: ({st['mode']}/{st['filemode']})",
+        f"   DAX: {'yes' if st['dax'] else 'no'}",
+        f"Modify: {st['mtime']}  Change: {st['ctime']}  (the filesystem's clock)"])
+
+
+_FS_OPS: dict[str, Callable[[Machine, argparse.Namespace], Any]] = {
+    "ls": _fs_ls, "cat": _fs_cat, "put": _fs_put, "rm": _fs_rm, "mkdir": _fs_mkdir,
+    "stat": _fs_stat}
+
+
+def cmd_fs(args: argparse.Namespace) -> int:
+    """Boot the saved machine, mount the namespace, do one operation, unmount cleanly,
+    save. A path error reads as the shell's (``/x: No such file or directory``); any
+    error saves nothing, so the machine is as it was."""
+    import os
+
+    from fs import errors as fs_errors
+
+    verb = args.fs_command
+    if verb == "put":
+        args.payload = _put_payload(args)
+    m = _open(args)
+    try:
+        _fs_disk(m, args.namespace)
+        m.mount(args.namespace, FS_MOUNT, dax=args.dax)
+        out = _FS_OPS[verb](m, args)
+        if not (verb == "put" and args.no_sync):
+            m.vfs.umount(FS_MOUNT)
+    except NvdimmError as e:
+        path_error = type(e).__module__ == fs_errors.__name__
+        text = f"{args.path}: {os.strerror(e.errno)}" if path_error else e.message
+        print(f"nvdimm fs {verb}: error: {text}", file=sys.stderr)
+        return 1
+    m.save(args.machine)
+    if isinstance(out, bytes):
+        sys.stdout.buffer.write(out)
+        sys.stdout.buffer.flush()
+    else:
+        _emit(out)
+    return 0
+
+
+def _put_payload(args: argparse.Namespace) -> bytes:
+    if args.data is not None:
+        return str(args.data).encode()
+    if str(args.from_file) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(args.from_file).read_bytes()
+    except OSError as e:
+        raise InvalidArgument(f"cannot read {args.from_file}: {e.strerror}") from None
+
+
 # -- parser --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -445,6 +658,69 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--load", type=Path, metavar="FILE",
                    help="compare results saved with --save instead of running")
     s.set_defaults(func=cmd_explore)
+
+    s = sub.add_parser("mkfs", help="make an extentfs on a namespace's block device "
+                                    "(mkfs.extentfs)")
+    s.add_argument("namespace", help="namespace (namespace0.0) or block device (pmem0)")
+    s.add_argument("--inodes", type=_int, metavar="N",
+                   help="number of inodes (default: one per 64 KiB, 64..65536)")
+    s.add_argument("--journal-blocks", type=_int, metavar="N",
+                   help="journal size in 4 KiB blocks (default: 1/64 of the blocks, "
+                        "64..8192)")
+    s.add_argument("--json", action="store_true", help="print the superblock as JSON")
+    s.set_defaults(func=cmd_mkfs)
+
+    s = sub.add_parser("fsck", help="check an extentfs offline (e2fsck's passes and exit "
+                                    "codes: 0 clean, 1 corrected, 4 errors left, 8 failed)")
+    s.add_argument("namespace", help="namespace (namespace0.0) or block device (pmem0)")
+    s.add_argument("-r", "--repair", action="store_true",
+                   help="fix what the check finds (replays the journal too)")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=cmd_fsck)
+
+    s = sub.add_parser("fs", help="file operations on an extentfs: ls, cat, put, rm, mkdir, "
+                                  "stat (each mounts, works, unmounts cleanly)")
+    fs_sub = s.add_subparsers(dest="fs_command", required=True, metavar="OPERATION")
+
+    def fs_op(verb: str, help_text: str, *, path_help: str = "path inside the filesystem",
+              path_default: str | None = None, json: bool = False) -> argparse.ArgumentParser:
+        op = fs_sub.add_parser(verb, help=help_text, description=help_text)
+        op.add_argument("namespace", help="namespace (namespace0.0) or block device (pmem0)")
+        if path_default is None:
+            op.add_argument("path", help=path_help)
+        else:
+            op.add_argument("path", nargs="?", default=path_default, help=path_help)
+        op.add_argument("--dax", choices=["never", "always", "inode"], default="never",
+                        help="mount option dax= (default never)")
+        if json:
+            op.add_argument("--json", action="store_true", help="print JSON")
+        op.set_defaults(func=cmd_fs)
+        return op
+
+    fs_op("ls", "list a directory (or show one file)", path_default="/",
+          path_help="directory or file (default /)", json=True)
+    fs_op("cat", "print a file's bytes")
+    op = fs_op("put", "write a file (replaced whole, or patched at --offset) and fsync it")
+    src = op.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="TEXT", help="the bytes to write, as text")
+    src.add_argument("--from", dest="from_file", metavar="FILE",
+                     help="read the bytes from FILE ('-' for standard input)")
+    op.add_argument("--offset", type=_size, metavar="BYTES",
+                    help="write at this offset into the existing file instead of replacing "
+                         "it (creating it if missing)")
+    op.add_argument("--no-sync", action="store_true",
+                    help="no fsync and no unmount: nothing is committed, the filesystem is "
+                         "left not cleanly unmounted. Names and sizes live only in this "
+                         "command's kernel (gone from the next command on, as after a "
+                         "crash); bytes stored in place (--dax always, with --offset inside "
+                         "the file) stay in flight in the CPU cache, for 'nvdimm crash' to "
+                         "lose")
+    op = fs_op("rm", "remove a file")
+    op.add_argument("-d", "--dir", action="store_true", help="remove an empty directory too")
+    op = fs_op("mkdir", "make a directory")
+    op.add_argument("-p", "--parents", action="store_true",
+                    help="make parents as needed; no error if it exists")
+    fs_op("stat", "show a file's inode: size, blocks, links, mode, DAX", json=True)
     return p
 
 

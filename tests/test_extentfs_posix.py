@@ -279,3 +279,16 @@ def test_dax_inode_mode_follows_the_per_file_flag() -> None:
         assert f.dax
     v.set_dax("/mnt/plain", True)
     assert v.stat("/mnt/plain").dax and v.read_file("/mnt/plain") == b"p"
+
+
+def test_statfs_counts_free_inodes_and_blocks(env) -> None:  # type: ignore[no-untyped-def]
+    m, _, fs = env
+    before = fs.statfs()
+    m.vfs.write_file("/mnt/a", b"a" * 5000, fsync=True)
+    m.vfs.mkdir("/mnt/d")
+    after = fs.statfs()
+    assert after["ffree"] == before["ffree"] - 2
+    assert after["bfree"] == before["bfree"] - 3  # two file blocks, one directory block
+    m.vfs.unlink("/mnt/a")
+    fs.commit()
+    assert fs.statfs()["ffree"] == before["ffree"] - 1

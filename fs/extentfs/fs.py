@@ -74,6 +74,7 @@ from fs.extentfs.layout import (
 from mm.pagecache import PageCache
 from nvdimm.errors import (
     Busy,
+    CorruptMetadata,
     InvalidArgument,
     MediaError,
     NoSpace,
@@ -1095,11 +1096,21 @@ class ExtentFs:
         self._event("fs.unmount")
 
     def statfs(self) -> dict[str, int]:
-        free = self.alloc.count_free()
-        used_inodes = None
+        """statfs(2): data blocks and free blocks; inode slots and free ones (the free
+        inode count scans the inode table, which is cheap at extentfs's sizes)."""
+        used = 0
+        for tb in range(self.sb.inode_table_blocks):
+            raw = self._read_meta(self.sb.inode_table_start + tb)
+            for i in range(INODES_PER_BLOCK):
+                ino = tb * INODES_PER_BLOCK + i
+                st = self.inodes.get(ino)
+                if st is not None:
+                    used += st.inode.in_use
+                elif 0 < ino < self.sb.inodes and any(raw[i * INODE_SIZE:i * INODE_SIZE + 2]):
+                    used += 1
         return {"bsize": BLOCK, "blocks": self.sb.blocks - self.sb.data_start,
-                "bfree": free, "files": self.sb.inodes - 1,
-                "ffree": -1 if used_inodes is None else used_inodes}
+                "bfree": self.alloc.count_free(), "files": self.sb.inodes - 1,
+                "ffree": self.sb.inodes - 1 - used}
 
     # -- orphans -----------------------------------------------------------------------
 
@@ -1117,7 +1128,13 @@ class ExtentFs:
                 if ino == 0 or ino >= self.sb.inodes:
                     continue
                 o = i * INODE_SIZE
-                inode, _ = decode_inode(ino, raw[o:o + INODE_SIZE])
+                try:
+                    inode, _ = decode_inode(ino, raw[o:o + INODE_SIZE])
+                except CorruptMetadata:
+                    # a damaged slot does not stop the mount: it is fsck's to repair
+                    self._count("fs.bad_inodes")
+                    self._event("fs.bad_inode", ino=ino)
+                    continue
                 if inode.in_use and inode.nlink == 0:
                     st = self.iget(ino)
                     self._maybe_evict(st)

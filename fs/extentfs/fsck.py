@@ -11,7 +11,7 @@ The phases are e2fsck's, and so is the report (``FsckReport.render``)::
     Pass 3: Checking directory connectivity
     Pass 4: Checking reference counts
     Pass 5: Checking block bitmap
-    4 block(s) in use but not marked in the bitmap: +(2000--2003).  Fix? yes
+    Block bitmap differences: 4 block(s) in use but not marked: +(2000--2003).  Fix? yes
 
     pmem0: ***** FILE SYSTEM WAS MODIFIED *****
     pmem0: 12/3999 files, 1600/64000 blocks
@@ -34,8 +34,9 @@ superblock and the journal, before pass 1):
    parent; unconnected directories go to ``/lost+found`` (created when needed) as
    ``#<ino>``;
 4. link counts: a file's is its number of names, a directory's 2 + its subdirectories;
-   an inode with no name and a link count of 0 is an orphan (freed); one with no name
-   and links left is unattached (to ``/lost+found``);
+   an inode with no name and a link count of 0 is an orphan (freed, its bitmap bits
+   with it, as the kernel's orphan cleanup does); one with no name and links left is
+   unattached (to ``/lost+found``);
 5. the block bitmap against what pass 1-4 found in use: blocks in use but not marked,
    blocks marked but used by nothing (leaked), and the padding bits past the last block.
 
@@ -70,7 +71,12 @@ Decisions, where e2fsck's answer needed translating:
   a flush, then inode table and bitmap blocks, a flush; the clean flag goes last (FUA).
   Blocks for the repairs' own use (clones, ``lost+found``, directory growth) are ones
   free in the on-disk bitmap *and* claimed by nothing fsck saw, so a crash during a
-  repair leaves a filesystem the next fsck finishes.
+  repair leaves a filesystem the next fsck finishes (only when there are none, say
+  under a bitmap of ones or a wild extent, do they come from blocks no kept inode
+  claims).
+* **Unreadable metadata** (a media error) is reported where it is met, taken as
+  zeroes, and rewritten as zeroes by the repair (which clears the poison); what it
+  held is lost, and the passes after it deal with the consequences.
 
 The exit code is e2fsck's: 0 clean, 1 errors corrected, 4 errors left uncorrected (8,
 an operational error such as no superblock, is the caller's: :func:`fsck` raises).
@@ -452,6 +458,25 @@ class _Fsck:
                     self.disk.flush()
         self.dirty.clear()
 
+    def _alloc(self, want: int, goal: int | None = None) -> list[tuple[int, int]] | None:
+        """Blocks for a repair: from those nothing fsck saw may need; when they run
+        out (a bitmap of ones, a wild extent), from those no inode fsck kept claims."""
+        runs = self.space.alloc(want, goal)
+        if runs is not None:
+            return runs
+        sb = self.sb
+        kept = bytearray(sb.blocks)
+        kept[:sb.data_start] = b"\x01" * sb.data_start
+        for node in self.inodes.values():
+            for b in node.chain:
+                kept[b] = 1
+            for e in node.inode.extents:
+                kept[e.pblk:e.pend] = b"\x01" * e.length
+        runs = _Space(kept, sb.data_start).alloc(want, goal)
+        for b, n in runs or ():
+            self.space.taken[b:b + n] = b"\x01" * n
+        return runs
+
     # -- inodes ---------------------------------------------------------------------------
 
     def _store(self, node: _Ino) -> None:
@@ -461,7 +486,7 @@ class _Fsck:
         need = -(-len(over) // EXTENTS_PER_BLOCK)
         del node.chain[need:]  # blocks dropped from the chain are freed by pass 5
         if len(node.chain) < need:
-            runs = self.space.alloc(need - len(node.chain), inode.extents[0].pblk)
+            runs = self._alloc(need - len(node.chain), inode.extents[0].pblk)
             if runs is None:
                 self.problem(f"Inode {inode.ino}: no free block for its extent chain; "
                              f"{len(over)} extents past the first {INLINE_EXTENTS} dropped",
@@ -527,7 +552,7 @@ class _Fsck:
         slot = next((s for s in range(2, len(d.slots)) if d.slots[s] is None), None)
         if slot is None:
             node = self.inodes[d.ino]
-            runs = self.space.alloc(1, node.inode.extents[-1].pend)
+            runs = self._alloc(1, node.inode.extents[-1].pend)
             if runs is None:
                 return None
             b = runs[0][0]
@@ -541,7 +566,7 @@ class _Fsck:
         return slot
 
     def _new_dir(self, ino: int, parent: int, mode: int) -> _Dir | None:
-        runs = self.space.alloc(1)
+        runs = self._alloc(1)
         if runs is None:
             return None
         b = runs[0][0]
@@ -801,11 +826,8 @@ class _Fsck:
                 issues.append((f"has an empty {where}", "Remove it"))
                 continue
             if e.pblk < sb.data_start or e.pend > sb.blocks:
-                lo, hi = max(e.pblk, sb.data_start), min(e.pend, sb.blocks)
-                if lo < hi:
-                    taken[lo:hi] = b"\x01" * (hi - lo)
-                into = "metadata" if e.pblk < sb.data_start else "past the last block"
-                issues.append((f"has an {where} pointing at {into}", "Remove it"))
+                into = "at metadata" if e.pblk < sb.data_start else "past the last block"
+                issues.append((f"has an {where} pointing {into}", "Remove it"))
                 continue
             taken[e.pblk:e.pend] = b"\x01" * e.length
             if e.lend > _MAX_LBLK:
@@ -873,7 +895,7 @@ class _Fsck:
     def _clone(self, c: _Claim, other: _Claim) -> None:
         node = self.inodes[c.ino]
         goal = node.inode.extents[0].pblk if node.inode.extents else None
-        runs = self.space.alloc(c.length, goal)
+        runs = self._alloc(c.length, goal)
         message = (f"Inode {c.ino}: {c.what()} multiply-claimed (also inode {other.ino}'s "
                    f"{'extent block' if other.chain_idx >= 0 else 'data'})")
         self.dirty_inodes.add(c.ino)
@@ -945,7 +967,7 @@ class _Fsck:
         node = self.inodes[ino]
         inode = node.inode
         if not inode.extents:
-            runs = self.space.alloc(1)
+            runs = self._alloc(1)
             if runs is None:
                 self.problem(f"Directory inode {ino} has no blocks, and there is no free "
                              "block for one", "Clear")
