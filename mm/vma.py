@@ -123,8 +123,24 @@ class VmOps(Protocol):
         ...
 
 
+class NoLifetimeHooks:
+    """For backings that keep nothing per VMA or per leaf: the lifetime hooks of
+    :class:`VmOps` do nothing."""
+
+    __slots__ = ()
+
+    def vma_opened(self, vma: Vma) -> None:
+        return None
+
+    def vma_closed(self, vma: Vma) -> None:
+        return None
+
+    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int, dirty: bool) -> None:
+        return None
+
+
 @attrs.define(slots=True, eq=False)
-class BaseVmOps:
+class BaseVmOps(NoLifetimeHooks):
     """Defaults for a file-like backing; subclasses override ``fault`` (and more)."""
 
     name: str = "file"
@@ -155,14 +171,6 @@ class BaseVmOps:
         vma.mm.dax_writeback(start, end)
         vma.mm.system.cpu.nvdimm_flush()
 
-    def vma_opened(self, vma: Vma) -> None:
-        return None
-
-    def vma_closed(self, vma: Vma) -> None:
-        return None
-
-    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int, dirty: bool) -> None:
-        return None
 
 
 Backing = Anonymous | VmOps
@@ -258,7 +266,7 @@ class DaxCharDevice(Protocol):
 
 
 @attrs.define(slots=True, eq=False, repr=False)
-class DeviceDaxOps:
+class DeviceDaxOps(NoLifetimeHooks):
     """A /dev/daxR.M mapping (``drivers/dax/device.c``): shared only, aligned, faults at
     the device's alignment only; no fsync (msync MS_SYNC fails with EINVAL: the device
     has no fsync file operation), user space flushes with clwb + sfence."""
@@ -316,21 +324,13 @@ class DeviceDaxOps:
         raise InvalidArgument(f"{self.name}: device-dax has no fsync (msync MS_SYNC: "
                               "EINVAL); flush with clwb and sfence")
 
-    def vma_opened(self, vma: Vma) -> None:
-        return None
-
-    def vma_closed(self, vma: Vma) -> None:
-        return None
-
-    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int, dirty: bool) -> None:
-        return None
 
 
 # -- a physical range ------------------------------------------------------------------------
 
 
 @attrs.define(slots=True, eq=False)
-class PfnRangeOps:
+class PfnRangeOps(NoLifetimeHooks):
     """``npages`` pages of physical memory from ``start_pfn`` mapped directly (a driver's
     mmap of its own memory with ``vmf_insert_mixed``/``remap_pfn_range``). ``mixed``:
     struct pages are used where they exist (``VM_MIXEDMAP``); False: never
@@ -389,11 +389,3 @@ class PfnRangeOps:
         vma.mm.dax_writeback(start, end)
         vma.mm.system.cpu.nvdimm_flush()
 
-    def vma_opened(self, vma: Vma) -> None:
-        return None
-
-    def vma_closed(self, vma: Vma) -> None:
-        return None
-
-    def leaf_gone(self, vma: Vma, base: int, size: int, pfn: int, dirty: bool) -> None:
-        return None
