@@ -20,8 +20,16 @@ What a crash leaves (the contract tests/test_extentfs_crash.py checks):
   (DAX: any 8-byte word old or new, per the platform's persistence rule).
 
 Commits happen on fsync, fdatasync (when the size or extent map changed), sync,
-unmount, and when the running transaction nears the journal's capacity. Without them
-nothing is committed: the model has no timer (the kernel's jbd2 commits every 5 s).
+unmount, when the running transaction nears the journal's capacity, and when an
+allocation needs blocks only a commit frees (ENOSPC otherwise). Without them nothing is
+committed: the model has no timer (the kernel's jbd2 commits every 5 s).
+
+Limits, where they differ from a kernel filesystem: names of at most 58 bytes; no hard
+links or symlinks; a fault on a hole of a DAX file allocates even when it reads (no
+shared zero page), as does a MAP_PRIVATE write fault; one operation that dirties more
+metadata blocks than one transaction holds (at most 508: e.g. freeing a file spread over
+more than 508 bitmap blocks, 63 GiB apart) is committed in pieces, so a crash can show
+it half done (fsck repairs the leaked blocks).
 """
 
 from __future__ import annotations
