@@ -160,8 +160,14 @@ def run_tour(*, seed: int = 1, persistence: str = "adr", reveal: bool = True,
         shown = " ".join(w.decode().strip() if any(w) else "<old>" for w in words)
         pr.p(f"   line {torn_line} kept a prefix of its eight 8-byte words: {shown}")
     pr.p("   Raw pmem gives no sector atomicity: a 4 KiB write can tear at any cache line,")
-    pr.p("   and inside a line at any 8-byte word. Sector mode (BTT, issue 4) exists to fix")
-    pr.p("   exactly this; FUA or fsync (a flush) is what made block A safe.")
+    pr.p("   and inside a line at any 8-byte word. Sector mode (BTT) exists to fix exactly")
+    pr.p("   this; FUA or fsync (a flush) is what made block A safe.")
+    pr.p("")
+    pr.p("Where to go next:")
+    pr.p("   nvdimm create-namespace -m fsdax -s 64M    # /dev/pmem0 in ./nvdimm-machine")
+    pr.p("   nvdimm mkfs pmem0 && nvdimm fs put pmem0 /f --data hi --dax always")
+    pr.p("   nvdimm create-namespace -m sector -s 64M   # BTT: a crash leaves old or new")
+    pr.p("   nvdimm explore --list                      # swap a seam, compare every layer")
     return 0 if a_ok else 1
 
 
