@@ -292,3 +292,16 @@ def test_statfs_counts_free_inodes_and_blocks(env) -> None:  # type: ignore[no-u
     m.vfs.unlink("/mnt/a")
     fs.commit()
     assert fs.statfs()["ffree"] == before["ffree"] - 1
+
+
+def test_a_reused_inode_number_gets_a_new_generation(env) -> None:  # type: ignore[no-untyped-def]
+    m, name, fs = env
+    m.vfs.write_file("/mnt/a", b"a", fsync=True)
+    ino = m.vfs.stat("/mnt/a").ino
+    gen = fs.iget(ino).inode.generation
+    m.vfs.unlink("/mnt/a")
+    m.vfs.umount("/mnt")
+    fs = m.mount(name, "/mnt", dax=fs.dax_mode)  # a fresh mount looks from inode 2 again
+    m.vfs.write_file("/mnt/b", b"b", fsync=True)
+    assert m.vfs.stat("/mnt/b").ino == ino
+    assert fs.iget(ino).inode.generation == gen + 1

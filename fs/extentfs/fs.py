@@ -303,9 +303,12 @@ class ExtentFs:
         metadata of the running transaction."""
         inode = st.inode
         if not inode.in_use:
+            # A free slot keeps its generation, so the next user of the inode number
+            # gets a new one (NFS file handles tell the two apart).
             block, off = self.sb.inode_location(inode.ino)
             buf = self._dirty(block)
-            buf[off:off + INODE_SIZE] = bytes(INODE_SIZE)
+            buf[off:off + INODE_SIZE] = encode_inode(Inode(inode.ino,
+                                                           generation=inode.generation))
             for b in st.chain:
                 self.alloc.free(b, 1)
             st.chain = []

@@ -523,7 +523,7 @@ class _Fsck:
 
     def _free_ino(self) -> int | None:
         for ino in range(2, self.sb.inodes):
-            if ino not in self.inodes and not any(self._slot(ino)):
+            if ino not in self.inodes and not any(self._slot(ino)[:4]):  # mode 0: free
                 return ino
         return None
 
