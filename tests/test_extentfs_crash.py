@@ -257,3 +257,17 @@ FsCrashMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 test_extentfs_survives_crashes_with_what_was_committed = FsCrashMachine.TestCase
+
+
+def test_a_punch_through_the_page_cache_is_written_back_by_another_files_fsync() -> None:
+    """Found by the state machine: the zeroes a punch writes into a cached page must go
+    out with the commit that records the punch, whichever file's fsync triggers it."""
+    m, name, _ = fs_machine(dax="never", size=16 * MiB)
+    v = m.vfs
+    v.write_file("/mnt/c", b"\x01", fsync=True)
+    with v.open("/mnt/c", "r+") as f:
+        f.fallocate(0, 1, punch_hole=True)
+    v.write_file("/mnt/b", b"b", fsync=True)
+    m.crash(KeepNothing())
+    remount(m, name, dax="never")
+    assert m.vfs.read_file("/mnt/c") == b"\x00"

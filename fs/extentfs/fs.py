@@ -1030,11 +1030,15 @@ class ExtentFs:
             raise InvalidArgument(f"{self.name} is not mounted")
         for ino in sorted(self.dirty_inodes):
             st = self.inodes.get(ino)
-            if st is not None and st.ordered:
-                if st.dax:
+            if st is None:
+                continue
+            if st.dax:
+                if st.ordered:
                     self._dax_writeback(st)
-                elif st.cache is not None:
-                    self._writeback(st)
+            elif st.cache is not None and st.cache.nr_dirty:
+                # every dirty page of an inode in the transaction: write(2), mmap, and
+                # the zeroing a truncate or punch does through the cache
+                self._writeback(st)
         self._commit_metadata()
 
     def _commit_metadata(self) -> None:
