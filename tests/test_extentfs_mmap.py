@@ -195,3 +195,17 @@ def test_a_dirty_dax_entry_outlives_its_mapping_until_fsync_writes_it_back() -> 
     m.crash(KeepNothing())
     remount(m, name)
     assert m.vfs.read_file("/mnt/f")[:8] == b"AAAAAZAA"
+
+
+def test_unmount_writes_back_dax_stores_whose_mapping_is_gone() -> None:
+    m, name, _ = fs_machine()
+    p = m.mm.spawn("app")
+    with m.vfs.open("/mnt/f", "w+") as f:
+        f.write(b"A" * 100)
+        a = f.mmap(p, 100)
+        p.store(a, b"Z")
+        p.munmap(a, 100)
+    m.vfs.umount("/mnt")  # sync: the dirty entry is written back although unmapped
+    m.crash(KeepNothing())
+    remount(m, name)
+    assert m.vfs.read_file("/mnt/f")[:2] == b"ZA"

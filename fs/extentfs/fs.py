@@ -1086,7 +1086,7 @@ class ExtentFs:
                 self._writeback(st)
                 st.ordered = True
                 self.dirty_inodes.add(st.ino)
-            elif st.dax and st.leaves:
+            elif st.dax and (st.leaves or st.unsynced):
                 self._dax_writeback(st)
         self.commit()
 
