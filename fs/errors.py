@@ -62,3 +62,10 @@ class FileTooBig(NvdimmError):
     """EFBIG: past the largest offset the filesystem can map."""
 
     errno = errno.EFBIG
+
+
+class AccessDenied(NvdimmError):
+    """EACCES: the open file does not allow this (mmap of a file not open for reading,
+    or a shared writable mapping of one not open for writing)."""
+
+    errno = errno.EACCES

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from fs.errors import BadFile, CrossDevice, IsADirectory, NoEntry, NotADirectory
+from fs.errors import (
+    AccessDenied,
+    BadFile,
+    CrossDevice,
+    IsADirectory,
+    NoEntry,
+    NotADirectory,
+)
 from fs.extentfs.fs import ExtentFs, mount
 from fs.extentfs.layout import S_IFDIR, S_IFMT
 from mm.vma import PROT_READ, PROT_RW, Prot
@@ -182,14 +189,14 @@ class File:
     def mmap(self, proc: Process, length: int, *, offset: int = 0,
              prot: Prot = PROT_RW, shared: bool = True, addr: int | None = None) -> int:
         """Map ``length`` bytes of the file from ``offset`` into ``proc``; returns the
-        address. EACCES-like refusals (a writable shared mapping of a file not open for
-        writing) raise BadFile, as mmap's EACCES."""
+        address. EACCES for a file not open for reading, or a shared writable mapping
+        of one not open for writing, as mmap(2)."""
         self._live()
         if not self.readable:
-            raise BadFile(f"{self.path}: mmap needs the file open for reading")
+            raise AccessDenied(f"{self.path}: mmap needs the file open for reading")
         if shared and prot & ~PROT_READ and not self.writable:
-            raise BadFile(f"{self.path}: a shared writable mapping needs the file open for "
-                          "writing")
+            raise AccessDenied(f"{self.path}: a shared writable mapping needs the file "
+                               "open for writing")
         return proc.mmap(length, prot, shared=shared, backing=self.fs.mapping_of(self.ino),
                          offset=offset, addr=addr)
 

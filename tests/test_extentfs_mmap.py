@@ -209,3 +209,23 @@ def test_unmount_writes_back_dax_stores_whose_mapping_is_gone() -> None:
     m.crash(KeepNothing())
     remount(m, name)
     assert m.vfs.read_file("/mnt/f")[:2] == b"ZA"
+
+
+def test_mmap_refuses_what_the_open_mode_does_not_allow_with_eacces() -> None:
+    import errno
+
+    from fs.errors import AccessDenied
+    from mm.vma import PROT_READ
+
+    m, _, _ = fs_machine(tracking=False)
+    p = m.mm.spawn("app")
+    m.vfs.write_file("/mnt/f", b"x" * 4096)
+    with m.vfs.open("/mnt/f", "r") as f:
+        with pytest.raises(AccessDenied) as e:
+            f.mmap(p, 4096)  # shared and writable, but open read-only
+        assert e.value.errno == errno.EACCES
+        a = f.mmap(p, 4096, prot=PROT_READ)
+        assert p.load(a, 1) == b"x"
+        p.munmap(a, 4096)
+    with m.vfs.open("/mnt/f", "a") as f, pytest.raises(AccessDenied):
+        f.mmap(p, 4096)
