@@ -143,15 +143,23 @@ def direct_access_workload(m: Machine, scenario: str = "truncate-pinned") -> Out
     return _truncate_pinned(m, variant)
 
 
+def _mapped_file(m: Machine, path: str, comm: str) -> tuple[str, Any, Any, Any, int,
+                                                             list[bytes]]:
+    """A DAX extentfs with a 4-block file at ``path``, fsync'd and mapped by a new
+    process ``comm``: (device, fs, process, open file, address, the blocks)."""
+    name, fs = _fs(m, "fsdax", "always")
+    p = m.mm.spawn(comm)
+    f = m.vfs.open(path, "w+")
+    blocks = [_block(0, i, m.config.seed) for i in range(4)]
+    f.write(b"".join(blocks))
+    f.fsync()
+    return name, fs, p, f, f.mmap(p, 4 * BLOCK), blocks
+
+
 def _truncate_pinned(m: Machine, variant: str) -> Outcome:
     seed = m.config.seed
-    _, fs = _fs(m, "fsdax", "always")
     v = m.vfs
-    p = m.mm.spawn("dma-app")
-    f = v.open("/mnt/buffer", "w+")
-    f.write(b"".join(_block(0, i, seed) for i in range(4)))
-    f.fsync()
-    a = f.mmap(p, 4 * BLOCK)
+    _, fs, p, f, a, _ = _mapped_file(m, "/mnt/buffer", "dma-app")
     pages = pin_user_pages(p.mm, a + 2 * BLOCK, 1, write=True, who="dma")
     dma_phys = pages[0].pfn << 12
     outcome = "truncated"
@@ -167,7 +175,8 @@ def _truncate_pinned(m: Machine, variant: str) -> Outcome:
     dma = _block(9, 0, seed)
     m.platform.cpu.store_nt(dma_phys, dma)  # the device's DMA lands in the pinned page
     m.platform.cpu.fence()
-    found = [v.read_file("/mnt/other")[i * BLOCK:(i + 1) * BLOCK] for i in range(64)]
+    data = v.read_file("/mnt/other")
+    found = [data[i * BLOCK:(i + 1) * BLOCK] for i in range(64)]
     checks = [Check(f"other file[{i}]", other[i], found[i], durable=True, group="other file")
               for i in range(64)]
     notes = {"truncate": outcome,
@@ -179,15 +188,8 @@ def _truncate_pinned(m: Machine, variant: str) -> Outcome:
 
 
 def _media_error(m: Machine, variant: str) -> Outcome:
-    seed = m.config.seed
-    name, fs = _fs(m, "fsdax", "always")
     v = m.vfs
-    p = m.mm.spawn("app")
-    f = v.open("/mnt/data", "w+")
-    blocks = [_block(0, i, seed) for i in range(4)]
-    f.write(b"".join(blocks))
-    f.fsync()
-    a = f.mmap(p, 4 * BLOCK)
+    name, fs, p, f, a, blocks = _mapped_file(m, "/mnt/data", "app")
     for i in range(4):
         p.load(a + i * BLOCK, 8)  # fault every page in
     pblk, _ = fs.bmap(fs.iget(f.ino), 1)
