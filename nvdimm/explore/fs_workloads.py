@@ -241,7 +241,7 @@ def _dax_over_btt(m: Machine, variant: str) -> Outcome:
         fs = m.mount(name, "/mnt", dax="always")
         got = f"yes ({fs.provider.name})"
     except NvdimmError as e:
-        got = f"no: {e.message.split(': ', 1)[-1]}"
+        got = f"no ({type(e).__name__}, errno {e.errno})"
     return Outcome((), (), {"DAX on a sector namespace": got,
                             "btt_remap": m.config.btt_remap})
 
