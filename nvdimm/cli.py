@@ -73,7 +73,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"{d} already holds a machine; use --force to replace it")
     cfg = MachineConfig(dimms=args.dimms, dimm_size=args.dimm_size, label_size=args.label_size,
                         interleave=args.interleave, persistence=args.persistence,
-                        tracking=not args.no_crash_tracking, seed=args.seed)
+                        tracking=not args.no_crash_tracking, seed=args.seed,
+                        direct_access=args.direct_access, btt_remap=args.btt_remap)
+    from nvdimm.seams import seam
+
+    for name in ("direct_access", "btt_remap"):
+        seam(name).info(getattr(cfg, name))  # an unknown variant: say which there are
     m = Machine.create(cfg)
     if cfg.label_size and not args.no_labels:
         m.init_labels(args.label_version)
@@ -503,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one region interleaved across all DIMMs instead of one per DIMM")
     s.add_argument("--persistence", default="adr",
                    help="persistence domain variant: adr, eadr or flush-hint (default adr)")
+    s.add_argument("--direct-access", default="dax-ops", metavar="VARIANT",
+                   help="what DAX providers promise filesystems: bdev-2016, dax-ops or "
+                        "widened (default dax-ops)")
+    s.add_argument("--btt-remap", default="deny-dax", metavar="VARIANT",
+                   help="DAX on sector (BTT) namespaces: deny-dax (Linux, the default), "
+                        "unsafe, notify-holder or defer")
     s.add_argument("--no-crash-tracking", action="store_true",
                    help="cheaper mode: do not track in-flight stores (crash keeps everything)")
     s.add_argument("--seed", type=int, default=0, help="seed for uuids and random crashes")

@@ -231,3 +231,20 @@ def test_put_no_sync_overwrite_in_place_is_in_flight_until_a_crash(fsdir, capsys
     want = "A" * 16 if crash else "BBBB" + "A" * 12
     assert nv(capsys, fsdir, "fs", "cat", "pmem0", "/f")[1] == want
     assert nv(capsys, fsdir, "fsck", "pmem0")[0] == 0
+
+
+def test_init_picks_the_dax_seams_and_a_sector_namespace_then_gets_dax(tmp_path, capsys):
+    d = str(tmp_path / "m")
+    rc, _, err = run(capsys, "--machine", d, "init", "--btt-remap", "nope")
+    assert rc == 1 and "no variant 'nope'" in err and "notify-holder" in err
+    assert run(capsys, "--machine", d, "init", "--dimms", "1", "--dimm-size", "256M",
+               "--btt-remap", "notify-holder")[0] == 0
+    rc, out, _ = run(capsys, "--machine", d, "create-namespace", "-m", "sector", "-l", "4096",
+                     "-s", "64M")
+    assert rc == 0 and json.loads(out)["blockdev"] == "pmem0s"
+    assert run(capsys, "--machine", d, "mkfs", "pmem0s")[0] == 0
+    assert run(capsys, "--machine", d, "fs", "put", "pmem0s", "/f", "--data", "x",
+               "--dax", "always")[0] == 0
+    rc, out, _ = run(capsys, "--machine", d, "fs", "stat", "pmem0s", "/f", "--json",
+                     "--dax", "always")
+    assert rc == 0 and json.loads(out)["dax"] is True
