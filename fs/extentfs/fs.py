@@ -592,8 +592,6 @@ class ExtentFs:
                              f"file ({MAX_FILE_SIZE >> 40} TiB)")
         pblk, _ = ext.lookup(st.inode.extents, lblk - 1) if lblk else (None, 0)
         goal = pblk + 1 if pblk is not None else None
-        if goal is None and lblk % PMD_BLOCKS == 0 and count >= PMD_BLOCKS:
-            goal = None
         out = []
         at = lblk
         try:
@@ -952,12 +950,12 @@ class ExtentFs:
         if not busy:
             return []
         count = (last if last is not None else 1 << 32) - first
-        pfns: set[int] = set()
+        spans = []
         for e in ext.mapped_in(st.inode.extents, first, count):
             p0 = self.pfn_of_block(e.pblk)
             if p0 is not None:
-                pfns.update(range(p0, p0 + e.length)) if e.length < 1 << 16 else None
-        return [p for p in busy if p.pfn in pfns]
+                spans.append((p0, p0 + e.length))
+        return [p for p in busy if any(lo <= p.pfn < hi for lo, hi in spans)]
 
     # -- media failure (the dax-ops era's holder: one per device) ----------------------
 
