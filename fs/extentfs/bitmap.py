@@ -176,6 +176,10 @@ class Allocator:
         if self.count_free() - sum(k for _, k in self.pending) < want:
             raise NoSpace(f"extentfs: {want} blocks wanted, "
                           f"{self.count_free() - sum(k for _, k in self.pending)} free")
+        if (want == 1 and goal is not None and self.sb.data_start <= goal < self.sb.blocks
+                and not self.is_used(goal) and self._is_pending(goal, 1) < 0):
+            self._set(goal, 1, True)  # the common append: the block after the last one
+            return [(goal, 1)]
         runs: list[tuple[int, int]] = []
         left = want
         # No goal (a file's first blocks): first fit from the start of the data area, so
