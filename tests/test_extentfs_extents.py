@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import hypothesis.strategies as st
 from hypothesis import given, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -38,7 +40,7 @@ def test_an_extent_map_maps_exactly_what_a_block_by_block_model_does(ops) -> Non
             for b in gone:
                 del model[b]
         # sorted, non-overlapping, merged where both sides continue
-        for a, b in zip(extents, extents[1:], strict=False):
+        for a, b in itertools.pairwise(extents):
             assert a.lend <= b.lblk
             assert not (a.lend == b.lblk and a.pend == b.pblk)
         for b in range(0, 260):
