@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import hypothesis.strategies as st
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from fs.extentfs import extents as ext
@@ -19,7 +19,7 @@ OPS = st.lists(st.one_of(
 ), max_size=40)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(OPS)
 def test_an_extent_map_maps_exactly_what_a_block_by_block_model_does(ops) -> None:  # type: ignore[no-untyped-def]
     model: dict[int, int] = {}
@@ -114,6 +114,7 @@ class AllocatorMachine(RuleBasedStateMachine):
             assert self.a.is_used(b)
 
 
-AllocatorMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40,
-                                              deadline=None)
+AllocatorMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
 test_the_allocator_never_hands_out_a_used_or_uncommitted_block = AllocatorMachine.TestCase
