@@ -133,6 +133,7 @@ class PageCache:
                 self.disk.submit_bio_wait(bio)
                 assert bio.data is not None
                 self.pages.write(page.pfn, 0, bytes(bio.data))
+                c["mm.pagecache.read_pages"] += 1  # read in from the disk
         except BaseException:
             self._drop(index)
             raise

@@ -489,6 +489,9 @@ class Process:
 
     def _pmem_load(self, addr: int, phys: int, n: int, e: Entry) -> bytes:
         system = self.system
+        c = system.metrics.c
+        c["mm.pmem_loads"] += 1  # for the cost model: loads that reach pmem
+        c["mm.pmem_bytes_loaded"] += n
         try:
             return system.cpu.load(phys, n)
         except MediaError as err:

@@ -97,3 +97,17 @@ def test_a_workload_parameter_named_after_a_seam_is_checked_before_running() -> 
     exp = builtin.get("memory-tiers").experiment(vary={"pmem_tier": ["bogus"]})
     with pytest.raises(InvalidArgument, match="no variant 'bogus'"):
         exp.validate()
+
+
+def test_fs_paths_shows_the_storage_versus_memory_trade_off() -> None:
+    n = _notes("fs-paths")
+    for io in (4, 2048):
+        pc, dax = n[("never", io)], n[("always", io)]
+        assert pc["write+fsync: copies per byte"] == 2 and dax["write+fsync: copies per byte"] == 1
+        assert pc["cold read: copies per byte"] == 2 and dax["cold read: copies per byte"] == 1
+        assert pc["re-read (each): pmem MiB moved"] == 0 < dax["re-read (each): pmem MiB moved"]
+        assert pc["re-read (each): modeled ms"] < dax["re-read (each): modeled ms"]
+        assert pc["page cache pages (DRAM)"] > 0 == dax["page cache pages (DRAM)"]
+        assert pc["mmap faults 4K / 2M"].endswith("/ 0")
+        assert not any(v for k, v in pc["statuses"].items() if k != "intact")
+    assert n[("always", 2048)]["mmap faults 4K / 2M"] == "0 / 4"

@@ -10,6 +10,8 @@ memmap          ``memmap`` variants (none, ram, pmem, compound) across namespace
                 from 16 GiB to 64 TiB: DRAM spent, pmem lost, DMA pinning
 direct-access   ``direct_access`` variants under truncate with a pinned page, a media
                 error in a mapped range, and DAX over BTT
+fs-paths        one file through the page cache and through DAX: copies, pmem traffic,
+                DRAM held, faults, modeled time
 persistence-    the ``persistence`` seam under a BTT and extentfs (DAX, page cache)
 stack           with and without fsync/msync, with crashes
 memory-tiers    ``pmem_tier`` variants (kmem-numa, swap, pagecache-ext, dax-cache)
@@ -41,6 +43,7 @@ from nvdimm.explore.fs_workloads import (
     STACKS,
     btt_remap_workload,
     direct_access_workload,
+    fs_paths_workload,
     persistence_stack_workload,
 )
 from nvdimm.explore.sweep import ProgressFn, sweep
@@ -388,6 +391,20 @@ dax-ops tells the one device holder and widened each mapping's holder, the files
 pulls the mapping, and the process gets SIGBUS without touching the poison, while read(2)
 comes back short. DAX over BTT exists only if the btt_remap variant allows it
 (--vary btt_remap=...).""",
+    ),
+    Builtin(
+        "fs-paths",
+        "one file on extentfs through the page cache and through DAX: copies per byte, "
+        "pmem traffic, DRAM held, faults and modeled time for write, cold read, re-read "
+        "and mmap",
+        fs_paths_workload, SMALL, {"dax": ("never", "always"), "io_kib": (4, 2048)},
+        headline="""What to look for: the page cache copies every byte twice (user <-> DRAM,
+DRAM <-> pmem) and holds the file in DRAM pages; DAX copies once and holds nothing. The
+page cache wins re-reads (DRAM speed, no pmem traffic) and loses the cold read and the
+write; DAX pays pmem latency on every read, and its mapping is the pmem itself: 2 MiB entries
+where the extents line up (a file written 2 MiB at a time), 4 KiB where they do not (one
+written 4 KiB at a time starts a block past a 2 MiB boundary here: alignment is the
+filesystem's job), while a page-cache mapping always takes one 4 KiB fault per page.""",
     ),
     Builtin(
         "persistence-stack",

@@ -9,9 +9,12 @@ Accesses come from a run's metrics diff (:class:`MediaAccesses`):
 * bytes written to media: ``cpu.bytes_stored`` (every store the CPU makes towards pmem,
   cached or non-temporal; the pmem and BTT drivers store through it) plus
   ``dsm.label_bytes_written`` (label-area writes by DIMM firmware);
-* bytes read from media: ``block.bytes_read`` (data read by every block driver) plus
-  ``app.bytes_loaded`` (loads a workload makes itself, through a mapping);
-* read operations: every ``block.<disk>.reads`` counter plus ``app.loads``;
+* bytes read from media: ``block.bytes_read`` (data read by every block driver),
+  ``dax.bytes_read`` (a filesystem's DAX copies out of pmem), ``mm.pmem_bytes_loaded``
+  (processes' loads through DAX mappings) and ``app.bytes_loaded`` (loads a workload
+  makes itself);
+* read operations: every ``block.<disk>.reads`` counter plus ``dax.reads``,
+  ``mm.pmem_loads`` and ``app.loads``;
 * fences (``cpu.fences``) and flush-hint writes (``cpu.flush_hints``).
 
 Bytes become lines by rounding up to 64 bytes. The modeled time is::
@@ -41,8 +44,9 @@ from nvdimm.errors import InvalidArgument
 LINE = 64
 
 WRITE_BYTES = ("cpu.bytes_stored", "dsm.label_bytes_written")
-READ_BYTES = ("block.bytes_read", "app.bytes_loaded")
-READ_OPS = ("app.loads",)
+READ_BYTES = ("block.bytes_read", "dax.bytes_read", "mm.pmem_bytes_loaded",
+              "app.bytes_loaded")
+READ_OPS = ("dax.reads", "mm.pmem_loads", "app.loads")
 
 
 @attrs.frozen(slots=True)

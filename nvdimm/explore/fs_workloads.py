@@ -325,3 +325,88 @@ def _btt_stack(m: Machine, policy: Any, blocks: int, seed: int) -> Outcome:
               for t, (g, durable) in enumerate(groups) for i in range(blocks)]
     return Outcome(checks, (report,), {"crash: lines in flight": report.lines_pending,
                                        "crash: lines torn": report.lines_torn})
+
+
+# -- fs-paths ------------------------------------------------------------------------------
+
+
+def fs_paths_workload(m: Machine, dax: str = "always", io_kib: int = 4, size_mib: int = 8,
+                      rereads: int = 3) -> Outcome:
+    """The storage-vs-memory trade-off of one file: written with write(2) in ``io_kib``
+    calls and fsync'd, read back cold then ``rereads`` more times, then mapped and read
+    through the mapping, on a ``dax`` mount (``always``: straight to pmem; ``never``:
+    the page cache in DRAM). Reports per phase: bytes copied per byte of file, pmem
+    bytes moved, DRAM pages the page cache holds, faults and their entry size, and a
+    modeled time that prices pmem accesses with the optane preset and page-cache copies
+    with the dram preset (a model output, labelled so)."""
+    from nvdimm.explore.cost import estimate, preset
+
+    if dax not in ("always", "never"):
+        raise InvalidArgument(f"dax must be always or never, not {dax!r}")
+    if io_kib < 1 or size_mib < 1 or rereads < 0:
+        raise InvalidArgument("io_kib and size_mib must be positive, rereads not negative")
+    name, _ = _fs(m, "fsdax", dax)
+    v = m.vfs
+    size, io = size_mib * MiB, io_kib * 1024
+    seed = m.config.seed
+    data = b"".join(_block(7, i, seed) for i in range(size // BLOCK))
+    c = m.metrics.c
+    dram = preset("dram")
+    notes: dict[str, Any] = {}
+
+    def phase(label: str, nbytes: int, run: Any) -> Any:
+        before = dict(c)
+        out = run()
+        diff = {k: v - before.get(k, 0) for k, v in c.items()}
+        pmem_moved = sum(diff.get(k, 0) for k in ("cpu.bytes_stored", "block.bytes_read",
+                                                   "dax.bytes_read", "mm.pmem_bytes_loaded"))
+        # page-cache copies (user <-> DRAM) run at DRAM speed; what touched pmem at Optane's
+        dram_bytes = (diff.get("fs.bytes_read", 0) + diff.get("fs.bytes_written", 0)
+                      if dax == "never" else 0)
+        copies = (diff.get("fs.dax.copies_in", 0) + diff.get("fs.dax.copies_out", 0)
+                  + dram_bytes + diff.get("mm.pagecache.writeback_pages", 0) * BLOCK
+                  + diff.get("mm.pagecache.read_pages", 0) * BLOCK)
+        modeled = estimate(diff, "optane").modeled_ns + dram_bytes / dram.read_bandwidth_gbs
+        notes[f"{label}: copies per byte"] = round(copies / nbytes, 2)
+        notes[f"{label}: pmem MiB moved"] = round(pmem_moved / MiB, 2)
+        notes[f"{label}: modeled ms"] = round(modeled / 1e6, 3)
+        return out
+
+    def write() -> None:
+        with v.open("/mnt/file", "w") as f:
+            for off in range(0, size, io):
+                f.pwrite(data[off:off + io], off)
+            f.fsync()
+
+    phase("write+fsync", size, write)
+    m.vfs.umount("/mnt")  # a cold start: nothing cached
+    m.mount(name, "/mnt", dax=dax)
+
+    def read_all() -> bytes:
+        with v.open("/mnt/file") as f:
+            return b"".join(f.pread(io, off) for off in range(0, size, io))
+
+    cold = phase("cold read", size, read_all)
+    warm = cold
+    for _ in range(rereads):
+        warm = phase("re-read (each)", size, read_all)
+    p = m.mm.spawn("reader")
+    f = v.open("/mnt/file")
+    faults_before = {k: c[k] for k in ("mm.faults.4k", "mm.faults.2m")}
+
+    def touch() -> bytes:
+        a = f.mmap(p, size, prot=1)  # PROT_READ
+        got = b"".join(p.load(a + off, BLOCK) for off in range(0, size, BLOCK))
+        p.munmap(a, size)
+        return got
+
+    mapped = phase("mmap read", size, touch)
+    f.close()
+    notes["page cache pages (DRAM)"] = sum(
+        st.cache.nrpages for st in v.mounts["/mnt"].fs.inodes.values() if st.cache)
+    notes["mmap faults 4K / 2M"] = (f"{c['mm.faults.4k'] - faults_before['mm.faults.4k']} / "
+                                    f"{c['mm.faults.2m'] - faults_before['mm.faults.2m']}")
+    checks = [Check("cold read", data, cold, durable=True),
+              Check("re-read", data, warm, durable=True),
+              Check("mmap read", data, mapped, durable=True)]
+    return Outcome(checks, (), notes)
