@@ -81,7 +81,8 @@ def test_the_example_scripts_run_and_show_their_point() -> None:
     root = Path(__file__).resolve().parents[1]
     want = {"dax_on_btt.py": "unsafe: dax yes, corrupted blocks 2",
             "dax_contract.py": "kernel machine check",
-            "persistence_stack.py": "mmap store (no msync)"}
+            "persistence_stack.py": "mmap store (no msync)",
+            "fs_paths.py": "re-read (each): pmem MiB moved"}
     for script, text in want.items():
         out = subprocess.run([sys.executable, str(root / "examples" / script)],
                              capture_output=True, text=True, check=True,
