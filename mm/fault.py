@@ -4,7 +4,9 @@ A fault at ``addr`` finds the VMA (none: SIGSEGV, ``SEGV_MAPERR``), checks the a
 against its protection (SIGSEGV, ``SEGV_ACCERR``), then fills the page table:
 
 * **anonymous** memory gets a zeroed DRAM page from the page allocator, 4 KiB (the model
-  has no transparent huge pages for anonymous memory and no shared zero page);
+  has no transparent huge pages for anonymous memory, and maps no zero page for an
+  anonymous read; a backing may map :meth:`~mm.process.MemorySystem.zero_page` into a
+  private mapping, as a filesystem does over a hole);
 * any other VMA asks its backing's :class:`~mm.vma.VmOps` ``fault(vma, addr, size,
   write)`` for ``(pfn, size)``. The core offers the largest entry that fits: 1 GiB,
   2 MiB or 4 KiB, no larger than the VMA allows (``max_fault``), inside the VMA and

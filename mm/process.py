@@ -101,6 +101,7 @@ class MemorySystem:
     pins: PinTable = attrs.field(factory=PinTable)
     processes: dict[int, Process] = attrs.field(factory=dict)
     _next_pid: int = 1
+    _zero_pfn: int | None = None
 
     @classmethod
     def create(cls, *, dram: DramBudget, cpu: CpuMemory, pagemaps: PagemapLookup | None = None,
@@ -122,6 +123,15 @@ class MemorySystem:
         return proc
 
     # -- pages ----------------------------------------------------------------------------
+
+    def zero_page(self) -> int:
+        """The pfn of the shared zero page (ZERO_PAGE), allocated on first use and held
+        by the kernel for good: mapped read-only wherever a private mapping reads a
+        hole, copied on the first write."""
+        pfn = self._zero_pfn
+        if pfn is None:
+            pfn = self._zero_pfn = self.pages.alloc("zero-page").pfn
+        return pfn
 
     def is_dram(self, pfn: int) -> bool:
         return self.pages.owns(pfn)

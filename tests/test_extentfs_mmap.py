@@ -229,3 +229,27 @@ def test_mmap_refuses_what_the_open_mode_does_not_allow_with_eacces() -> None:
         p.munmap(a, 4096)
     with m.vfs.open("/mnt/f", "a") as f, pytest.raises(AccessDenied):
         f.mmap(p, 4096)
+
+
+@pytest.mark.parametrize("dax", ["always", "never"])
+def test_a_private_mapping_reads_holes_as_zeroes_and_its_writes_never_reach_the_file(
+        dax: str) -> None:
+    from mm.vma import PROT_RW
+
+    m, _, fs = fs_machine(dax=dax, tracking=False)
+    p = m.mm.spawn("app")
+    with m.vfs.open("/mnt/sparse", "w+") as f:
+        f.truncate(4 * BLOCK)
+        f.pwrite(b"data", 0)
+        f.fsync()
+        free = fs.statfs()["bfree"]
+        a = f.mmap(p, 4 * BLOCK, prot=PROT_RW, shared=False)
+        assert p.load(a + 2 * BLOCK, 8) == bytes(8)  # a hole
+        p.store(a + 2 * BLOCK, b"private!")  # copy on write
+        p.store(a, b"DATA")
+        assert p.load(a + 2 * BLOCK, 8) == b"private!" and p.load(a, 4) == b"DATA"
+        assert f.pread(8, 2 * BLOCK) == bytes(8) and f.pread(4, 0) == b"data"
+        if dax == "always":
+            assert fs.statfs()["bfree"] == free  # no block was allocated for the hole
+            assert m.metrics.c["mm.faults.cow"] == 2
+        p.munmap(a, 4 * BLOCK)

@@ -25,8 +25,8 @@ allocation needs blocks only a commit frees (ENOSPC otherwise). Without them not
 committed: the model has no timer (the kernel's jbd2 commits every 5 s).
 
 Limits, where they differ from a kernel filesystem: names of at most 58 bytes; no hard
-links or symlinks; a fault on a hole of a DAX file allocates even when it reads (no
-shared zero page), as does a MAP_PRIVATE write fault; one operation that dirties more
+links or symlinks; a fault on a hole through a shared DAX mapping allocates even when it
+reads (a private mapping gets the zero page); one operation that dirties more
 metadata blocks than one transaction holds (at most 508: e.g. freeing a file spread over
 more than 508 bitmap blocks, 63 GiB apart) is committed in pieces, so a crash can show
 it half done (fsck repairs the leaked blocks).

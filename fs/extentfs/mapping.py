@@ -4,7 +4,9 @@
   when the fault may install one, the 2 MiB of file lies inside ``i_size``, is one extent
   and starts on a 2 MiB physical boundary; otherwise 4 KiB. A fault on a hole allocates
   zeroed blocks (a whole aligned 2 MiB when a 2 MiB entry could be used), read faults
-  too: the model has no shared zero page to map read-only. No struct pages behind the
+  of a shared mapping too (the model's fault core has no page_mkwrite to turn a zero
+  page into a block later); a private mapping maps the shared zero page over a hole
+  and copies it on write, allocating nothing. No struct pages behind the
   pmem (``memmap=none``, DAX over BTT): the mapping is VM_PFNMAP-like and
   get_user_pages fails with EFAULT, so nothing can DMA to it.
 * Buffered file: a fault maps the page cache page (DRAM). A shared writable mapping
@@ -104,7 +106,7 @@ class FileMapping:
 
     def _dax_fault(self, vma: Vma, addr: int, size: int) -> tuple[int, int, int, object]:
         st, fs = self.st, self.fs
-        if size >= PMD_SIZE:
+        if size >= PMD_SIZE and vma.shared:
             base = addr & ~(PMD_SIZE - 1)
             boff = vma.offset_of(base)
             b0 = boff // BLOCK
@@ -125,6 +127,10 @@ class FileMapping:
                 fs._count("fs.dax.pmd_fallbacks")
         lblk = vma.offset_of(addr) // BLOCK
         pblk, _ = fs.bmap(st, lblk)
+        if pblk is None and not vma.shared:
+            # a private mapping reads a hole: the zero page, read-only; a write copies
+            # it (COW) and the file is never touched
+            return vma.mm.system.zero_page(), PTE_SIZE, lblk, None
         if pblk is None:
             fs._begin()
             for e in fs._allocate(st, lblk, 1):
