@@ -125,9 +125,13 @@ def handle_mm_fault(mm: Mm, addr: int, *, write: bool) -> tuple[int, Entry]:
         if not write or e.writable:
             return hit  # someone else filled it
         if vma.shared:  # a write to a clean shared entry: make it writable (mkwrite)
-            e.writable = True
             c["mm.faults.wp"] += 1
-            return hit
+            if vma.anonymous or not vma.ops.writenotify or vma.ops.page_mkwrite(vma, addr):
+                e.writable = True
+                return hit
+            # the backing wants another page here (a zero page over a hole): refault
+            mm.zap(hit[0], hit[0] + e.size)
+            return _backing(mm, vma, addr, True)
         return _cow(mm, vma, addr)
     try:
         if vma.anonymous:
@@ -166,7 +170,11 @@ def _backing(mm: Mm, vma: Vma, addr: int, write: bool) -> tuple[int, Entry]:
         raise InvalidArgument(f"{ops.name}: fault answered pfn {pfn:#x} size {got:#x} for a "
                               f"fault of at most {size:#x}")
     base = addr & ~(got - 1)
-    e = Entry(pfn, got, vma.writable and vma.shared)
+    # A backing that tracks writes (writenotify) gets read faults mapped read-only, so
+    # the first store comes back through page_mkwrite; the zero page is never writable.
+    writable = (vma.writable and vma.shared and (write or not ops.writenotify)
+                and pfn != mm.system.zero_pfn)
+    e = Entry(pfn, got, writable)
     mm.install(base, e, vma)
     return _done(mm, vma, base, e, write)
 

@@ -124,6 +124,11 @@ class MemorySystem:
 
     # -- pages ----------------------------------------------------------------------------
 
+    @property
+    def zero_pfn(self) -> int | None:
+        """The zero page's pfn if it has been allocated (None: nothing maps it)."""
+        return self._zero_pfn
+
     def zero_page(self) -> int:
         """The pfn of the shared zero page (ZERO_PAGE), allocated on first use and held
         by the kernel for good: mapped read-only wherever a private mapping reads a

@@ -22,7 +22,7 @@ driver's mmap of its own memory, e.g. an fsdax namespace's data area).
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 
@@ -106,6 +106,19 @@ class VmOps(Protocol):
         """msync(MS_SYNC) of ``[start, end)``: make stores through the mapping durable."""
         ...
 
+    @property
+    def writenotify(self) -> bool:
+        """The backing wants to hear of the first store to a page it mapped
+        (``vma_wants_writenotify``): read faults are mapped read-only and a store calls
+        :meth:`page_mkwrite` first."""
+        ...
+
+    def page_mkwrite(self, vma: Vma, addr: int) -> bool:
+        """A store to a read-only leaf of a shared mapping: True lets it through (the
+        leaf becomes writable); False asks the core to drop the leaf and fault again as
+        a write (a zero page over a hole becomes a real block)."""
+        ...
+
     def vma_opened(self, vma: Vma) -> None:
         """A VMA now maps this backing (mmap, or a piece left by a split): a file stays
         alive while mapped (``vm_ops->open``)."""
@@ -124,10 +137,14 @@ class VmOps(Protocol):
 
 
 class NoLifetimeHooks:
-    """For backings that keep nothing per VMA or per leaf: the lifetime hooks of
-    :class:`VmOps` do nothing."""
+    """For backings that keep nothing per VMA or per leaf and want no write notice: the
+    lifetime hooks of :class:`VmOps` do nothing, and leaves map writable at once."""
 
     __slots__ = ()
+    writenotify: ClassVar[bool] = False
+
+    def page_mkwrite(self, vma: Vma, addr: int) -> bool:
+        return True
 
     def vma_opened(self, vma: Vma) -> None:
         return None

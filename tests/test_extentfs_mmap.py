@@ -253,3 +253,38 @@ def test_a_private_mapping_reads_holes_as_zeroes_and_its_writes_never_reach_the_
             assert fs.statfs()["bfree"] == free  # no block was allocated for the hole
             assert m.metrics.c["mm.faults.cow"] == 2
         p.munmap(a, 4 * BLOCK)
+
+
+def test_a_shared_dax_read_of_a_hole_maps_the_zero_page_and_a_store_gets_a_block() -> None:
+    m, _, fs = fs_machine(tracking=False)
+    p, q = m.mm.spawn("reader"), m.mm.spawn("writer")
+    with m.vfs.open("/mnt/sparse", "w+") as f:
+        f.truncate(4 * BLOCK)
+        f.fsync()
+        free = fs.statfs()["bfree"]
+        a, b = f.mmap(p, 4 * BLOCK), f.mmap(q, 4 * BLOCK)
+        assert p.load(a + BLOCK, 4) == bytes(4)
+        assert p.translate(a + BLOCK) >> 12 == m.mm.zero_pfn  # type: ignore[operator]
+        assert fs.statfs()["bfree"] == free  # reading allocated nothing
+        q.store(b + BLOCK, b"real")  # page_mkwrite refuses the zero page: a block
+        assert fs.statfs()["bfree"] == free - 1
+        assert p.load(a + BLOCK, 4) == b"real"  # the reader's zero page was unmapped
+        assert f.pread(4, BLOCK) == b"real"
+        p.munmap(a, 4 * BLOCK)
+        q.munmap(b, 4 * BLOCK)
+
+
+def test_a_buffered_read_fault_leaves_the_page_clean_until_a_store() -> None:
+    m, _, fs = fs_machine(dax="never", tracking=False)
+    p = m.mm.spawn("app")
+    with m.vfs.open("/mnt/f", "w+") as f:
+        f.write(b"c" * (2 * BLOCK))
+        f.fsync()
+        cache = fs.iget(f.ino).cache
+        assert cache is not None
+        a = f.mmap(p, 2 * BLOCK)
+        assert p.load(a, 1) == b"c" and p.load(a + BLOCK, 1) == b"c"
+        assert cache.nr_dirty == 0  # read faults map read-only: nothing to write back
+        p.store(a + BLOCK, b"d")  # page_mkwrite dirties just that page
+        assert cache.dirty_indices() == [1]
+        p.munmap(a, 2 * BLOCK)

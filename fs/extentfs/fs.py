@@ -25,11 +25,11 @@ allocation needs blocks only a commit frees (ENOSPC otherwise). Without them not
 committed: the model has no timer (the kernel's jbd2 commits every 5 s).
 
 Limits, where they differ from a kernel filesystem: names of at most 58 bytes; no hard
-links or symlinks; a fault on a hole through a shared DAX mapping allocates even when it
-reads (a private mapping gets the zero page); one operation that dirties more
-metadata blocks than one transaction holds (at most 508: e.g. freeing a file spread over
-more than 508 bitmap blocks, 63 GiB apart) is committed in pieces, so a crash can show
-it half done (fsck repairs the leaked blocks).
+links or symlinks; a read fault on a DAX hole maps a 4 KiB zero page (there is no huge
+zero page), so a hole read before it is written may end up with 4 KiB entries; one
+operation that dirties more metadata blocks than one transaction holds (at most 508:
+e.g. freeing a file spread over more than 508 bitmap blocks, 63 GiB apart) is committed
+in pieces, so a crash can show it half done (fsck repairs the leaked blocks).
 """
 
 from __future__ import annotations
@@ -604,6 +604,8 @@ class ExtentFs:
             self._count("fs.enospc_commits")
             self._commit_metadata()
             runs = self.alloc.alloc(count, goal)
+        if st.dax and st.leaves:
+            self._unmap_zero_leaves(st, lblk, lblk + count)
         for b, n in runs:
             e = Extent(at, b, n)
             ext.insert(st.inode.extents, e)
@@ -889,6 +891,16 @@ class ExtentFs:
             self.disk.write(e.pblk * BLOCK, bytes(e.length * BLOCK))
 
     # -- DAX mappings: unmap and busy pages (dax_layout_busy_page) ----------------------
+
+    def _unmap_zero_leaves(self, st: InodeState, first: int, last: int) -> None:
+        """A hole gets blocks: processes mapping the zero page there must fault again
+        to see them (dax_insert_entry unmaps zero-page entries)."""
+        zero = self.mm.zero_pfn
+        for leaf in list(st.leaves.values()):
+            if first <= leaf.lblk < last:
+                hit = leaf.mm.pt.lookup(leaf.base)
+                if hit is not None and hit[1].pfn == zero:
+                    leaf.mm.zap(leaf.base, leaf.base + leaf.size)
 
     def unmap_range(self, st: InodeState, first: int, last: int | None) -> int:
         """Remove every leaf mapping file blocks ``[first, last)`` from every process

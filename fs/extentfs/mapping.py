@@ -2,16 +2,19 @@
 
 * DAX file: a fault maps the pmem block itself (``dax_iomap_fault``). A 2 MiB entry
   when the fault may install one, the 2 MiB of file lies inside ``i_size``, is one extent
-  and starts on a 2 MiB physical boundary; otherwise 4 KiB. A fault on a hole allocates
-  zeroed blocks (a whole aligned 2 MiB when a 2 MiB entry could be used), read faults
-  of a shared mapping too (the model's fault core has no page_mkwrite to turn a zero
-  page into a block later); a private mapping maps the shared zero page over a hole
-  and copies it on write, allocating nothing. No struct pages behind the
-  pmem (``memmap=none``, DAX over BTT): the mapping is VM_PFNMAP-like and
-  get_user_pages fails with EFAULT, so nothing can DMA to it.
-* Buffered file: a fault maps the page cache page (DRAM). A shared writable mapping
-  dirties the page at fault time; after writeback the fs unmaps the file's leaves so
-  the next store faults and dirties it again (the model's page_mkclean).
+  and starts on a 2 MiB physical boundary; otherwise 4 KiB. A read of a hole maps the
+  shared zero page, read-only; a write fault on a hole allocates zeroed blocks (a whole
+  aligned 2 MiB when a 2 MiB entry could be used), and a store to a zero page comes
+  back through :meth:`FileMapping.page_mkwrite`, which sends it round again as a write
+  fault. When a hole gets blocks, the zero pages mapped over it are unmapped. No struct
+  pages behind the pmem (``memmap=none``, DAX over BTT): the mapping is VM_PFNMAP-like
+  and get_user_pages fails with EFAULT, so nothing can DMA to it.
+* Buffered file: a fault maps the page cache page (DRAM), read-only on a read fault;
+  the first store calls :meth:`FileMapping.page_mkwrite`, which dirties the page.
+  After writeback the fs unmaps the file's leaves so the next store faults and dirties
+  the page again (the model's page_mkclean).
+* A private mapping copies on write (the zero page over a hole), never touching the
+  file.
 
 Every leaf is recorded on the inode (:class:`~fs.extentfs.fs.Leaf`) so truncate can
 unmap it, fsync can write back its dirty lines, and the DAX provider's handle (under a
@@ -21,7 +24,7 @@ goes (:meth:`FileMapping.leaf_gone`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
@@ -82,7 +85,7 @@ class FileMapping:
                          f"the file ({st.inode.size} bytes)", code=BUS_ADRERR, addr=addr)
         try:
             if st.dax:
-                pfn, got, lblk, hold = self._dax_fault(vma, addr, size)
+                pfn, got, lblk, hold = self._dax_fault(vma, addr, size, write)
             else:
                 pfn, got, lblk, hold = self._page_fault(vma, addr, write)
         except SIGBUS:
@@ -104,7 +107,8 @@ class FileMapping:
         fs._count("fs.dax.faults" if st.dax else "fs.page_faults")
         return pfn, got
 
-    def _dax_fault(self, vma: Vma, addr: int, size: int) -> tuple[int, int, int, object]:
+    def _dax_fault(self, vma: Vma, addr: int, size: int,
+                   write: bool) -> tuple[int, int, int, object]:
         st, fs = self.st, self.fs
         if size >= PMD_SIZE and vma.shared:
             base = addr & ~(PMD_SIZE - 1)
@@ -112,7 +116,7 @@ class FileMapping:
             b0 = boff // BLOCK
             if boff % PMD_SIZE == 0 and boff + PMD_SIZE <= st.inode.size:
                 pblk, run = fs.bmap(st, b0)
-                if pblk is None and (run == 0 or run >= PMD_BLOCKS):
+                if pblk is None and write and (run == 0 or run >= PMD_BLOCKS):
                     fs._begin()
                     for e in fs._allocate(st, b0, PMD_BLOCKS):
                         fs._zero_blocks(e)
@@ -127,9 +131,10 @@ class FileMapping:
                 fs._count("fs.dax.pmd_fallbacks")
         lblk = vma.offset_of(addr) // BLOCK
         pblk, _ = fs.bmap(st, lblk)
-        if pblk is None and not vma.shared:
-            # a private mapping reads a hole: the zero page, read-only; a write copies
-            # it (COW) and the file is never touched
+        if pblk is None and not (write and vma.shared):
+            # a read of a hole: the zero page, read-only. A store through a shared
+            # mapping comes back through page_mkwrite and gets a block; through a
+            # private one it copies the zero page (COW) and the file is never touched.
             return vma.mm.system.zero_page(), PTE_SIZE, lblk, None
         if pblk is None:
             fs._begin()
@@ -145,14 +150,32 @@ class FileMapping:
         assert st.cache is not None
         lblk = vma.offset_of(addr) // BLOCK
         page = st.cache.get_page(lblk)
-        if vma.shared and vma.writable:
-            # Installed writable (shared): any later store may dirty it.
-            st.cache.set_dirty(lblk)
-            st.ordered = True
-            self.fs._mark(st, datasync=False)
+        if write and vma.shared:
+            self._dirty_page(lblk)  # a read fault maps it read-only: clean until stored to
         return page.pfn, PTE_SIZE, lblk, None
 
+    def _dirty_page(self, lblk: int) -> None:
+        st = self.st
+        assert st.cache is not None
+        st.cache.set_dirty(lblk)
+        st.ordered = True
+        self.fs._mark(st, datasync=False)
+
     # -- the rest of the VmOps contract --------------------------------------------------
+
+    #: Read faults map read-only; the first store calls page_mkwrite (the page cache
+    #: dirties the page; DAX turns a zero page over a hole into a block).
+    writenotify: ClassVar[bool] = True
+
+    def page_mkwrite(self, vma: Vma, addr: int) -> bool:
+        lblk = vma.offset_of(addr) // BLOCK
+        if self.st.dax:
+            if self.fs.bmap(self.st, lblk)[0] is None:
+                return False  # the zero page: fault again as a write, for a block
+            self.fs._count("fs.dax.mkwrite")
+            return True
+        self._dirty_page(lblk)
+        return True
 
     def fsync(self, vma: Vma, start: int, end: int) -> None:
         """msync(MS_SYNC) is vfs_fsync_range on the file: the whole fsync here."""
