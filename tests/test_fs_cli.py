@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import sys
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from nvdimm.cli import build_parser, main
-
-
-def run(capsys: Any, *argv: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    if stdin is not None:
-        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
-    try:
-        rc = main(list(argv))
-    finally:
-        sys.stdin = sys.__stdin__
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+from tests.test_cli import run
 
 
 @pytest.fixture
