@@ -241,9 +241,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from nvdimm.explore.experiment import Results, parse_vary
 
     if args.list:
+        width = max(len(b.name) for b in builtin.list_experiments())
         for b in builtin.list_experiments():
             status = "" if b.available else f"  [{b.unavailable_reason()}]"
-            print(f"{b.name:<14} {b.summary}{status}")
+            print(f"{b.name:<{width}}  {b.summary}{status}")
         return 0
     if args.load is not None:
         comparison = compare(Results.load(args.load), all_rows=args.all)
