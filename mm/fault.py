@@ -119,13 +119,21 @@ def handle_mm_fault(mm: Mm, addr: int, *, write: bool) -> tuple[int, Entry]:
         raise SIGSEGV(f"{mm.name}: {'write' if write else 'read'} at {addr:#x} not allowed "
                       f"by the mapping's protection ({vma.prot_text})", code=SEGV_ACCERR,
                       addr=addr)
+    try:
+        return _resolve(mm, vma, addr, write)
+    except SIGBUS:
+        c["mm.faults.sigbus"] += 1  # counted once, whichever path raised it
+        raise
+
+
+def _resolve(mm: Mm, vma: Vma, addr: int, write: bool) -> tuple[int, Entry]:
     hit = mm.pt.lookup(addr)
     if hit is not None:
         e = hit[1]
         if not write or e.writable:
             return hit  # someone else filled it
         if vma.shared:  # a write to a clean shared entry: make it writable (mkwrite)
-            c["mm.faults.wp"] += 1
+            mm.system.metrics.c["mm.faults.wp"] += 1
             if vma.anonymous or not vma.ops.writenotify or vma.ops.page_mkwrite(vma, addr):
                 e.writable = True
                 return hit
@@ -133,15 +141,11 @@ def handle_mm_fault(mm: Mm, addr: int, *, write: bool) -> tuple[int, Entry]:
             mm.zap(hit[0], hit[0] + e.size)
             return _backing(mm, vma, addr, True)
         return _cow(mm, vma, addr)
-    try:
-        if vma.anonymous:
-            return _anon(mm, vma, addr)
-        if write and not vma.shared:
-            return _cow(mm, vma, addr)
-        return _backing(mm, vma, addr, write)
-    except SIGBUS:
-        c["mm.faults.sigbus"] += 1
-        raise
+    if vma.anonymous:
+        return _anon(mm, vma, addr, write)
+    if write and not vma.shared:
+        return _cow(mm, vma, addr)
+    return _backing(mm, vma, addr, write)
 
 
 def _done(mm: Mm, vma: Vma, base: int, e: Entry, write: bool) -> tuple[int, Entry]:
@@ -154,12 +158,12 @@ def _done(mm: Mm, vma: Vma, base: int, e: Entry, write: bool) -> tuple[int, Entr
     return base, e
 
 
-def _anon(mm: Mm, vma: Vma, addr: int) -> tuple[int, Entry]:
+def _anon(mm: Mm, vma: Vma, addr: int, write: bool) -> tuple[int, Entry]:
     page = mm.system.pages.alloc("anon")
     base = addr & ~(PTE_SIZE - 1)
     e = Entry(page.pfn, PTE_SIZE, vma.writable)
     mm.install(base, e, vma, ref_taken=True)
-    return _done(mm, vma, base, e, True)
+    return _done(mm, vma, base, e, write)
 
 
 def _backing(mm: Mm, vma: Vma, addr: int, write: bool) -> tuple[int, Entry]:
@@ -191,7 +195,6 @@ def _cow(mm: Mm, vma: Vma, addr: int) -> tuple[int, Entry]:
     try:
         src = mm.system.read_phys(pfn << 12, PTE_SIZE)
     except MediaError:
-        mm.system.metrics.c["mm.faults.sigbus"] += 1
         raise SIGBUS(f"{mm.name}: poison in the page to copy at {base:#x}",
                      code=BUS_MCEERR_AR, addr=base) from None
     page = mm.system.pages.alloc("anon")

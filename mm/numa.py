@@ -36,7 +36,7 @@ from typing import Protocol
 
 import attrs
 
-from mm.memmap import PAGE_SHIFT, PAGE_SIZE
+from mm.memmap import PAGE_SHIFT
 from mm.page import Page
 from mm.page_alloc import PageAllocator
 from nvdimm.errors import Busy, InvalidArgument, NoSpace
@@ -450,7 +450,3 @@ class MemPolicy:
         k = index % len(self.nodes)
         return [*self.nodes[k:], *self.nodes[:k]]
 
-
-def pages_of(nbytes: int) -> int:
-    """Whole 4 KiB pages in ``nbytes``."""
-    return nbytes // PAGE_SIZE

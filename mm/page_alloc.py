@@ -177,10 +177,6 @@ class PageAllocator:
             raise InvalidArgument(f"a page copy moves {PAGE_SIZE} bytes, not {len(src)}")
         self.write(dst, 0, src)
 
-    def resident_bytes(self) -> int:
-        """Bytes of page contents the model actually holds (written pages only)."""
-        return len(self._data) * PAGE_SIZE
-
     def _check(self, pfn: int, offset: int, n: int) -> None:
         if pfn not in self._pages:
             raise InvalidArgument(f"pfn {pfn:#x} is not an allocated DRAM page")

@@ -204,10 +204,7 @@ class PageCache:
         if index not in self._dirty:
             self._dirty.add(index)
             page.flags |= PageFlags.DIRTY
-            self.metrics.set("mm.pagecache.dirty", self._total_dirty())
-
-    def _total_dirty(self) -> int:
-        return len(self._dirty)
+            self.metrics.set("mm.pagecache.dirty", self.nr_dirty)
 
     # -- writeback ----------------------------------------------------------------------------
 
@@ -248,7 +245,7 @@ class PageCache:
         c = self.metrics.c
         c["mm.pagecache.writeback_pages"] += written
         c["mm.pagecache.writeback_bios"] += len(runs)
-        self.metrics.set("mm.pagecache.dirty", self._total_dirty())
+        self.metrics.set("mm.pagecache.dirty", self.nr_dirty)
         if self.trace.on:
             self.trace.emit("mm.writeback", mapping=self.name, pages=written, bios=len(runs))
         return written
@@ -307,14 +304,16 @@ class PageCache:
         for i in gone:
             self._drop(i)
         if gone:
-            self.metrics.set("mm.pagecache.dirty", self._total_dirty())
+            self.metrics.set("mm.pagecache.dirty", self.nr_dirty)
         return len(gone)
 
     def invalidate(self) -> None:
-        """Drop every page, dirty ones too (their data is lost), as truncating to 0."""
+        """Drop every page nobody else holds, dirty ones too (their data is lost), as
+        truncating to 0; a page still mapped or pinned stays."""
         for index in list(self._cache):
             if self._cache[index].refcount == 1:
                 self._drop(index)
+        self.metrics.set("mm.pagecache.dirty", self.nr_dirty)
 
     def _gauges(self) -> None:
         self.metrics.set(f"mm.pagecache.pages.{self.name}", len(self._cache))

@@ -75,9 +75,6 @@ class Rmap:
                     out.append((r, r.covers(pfn, head)))
         return out
 
-    def mapped(self, pfn: int) -> bool:
-        return bool(self.lookup(pfn))
-
     def heads(self) -> Iterator[tuple[int, MapRecord]]:
         for pfn, recs in self._maps.items():
             for r in recs:

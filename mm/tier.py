@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import attrs
@@ -496,9 +495,6 @@ class TieredMemory:
 
     def _new_state_where(self, key: PageKey) -> Where:
         return Where.NONE if key.kind == ANON else Where.DISK
-
-    def states(self) -> Iterator[PageState]:
-        return iter(self._pages.values())
 
     def census(self) -> dict[str, int]:
         counts = Counter(self.where(k).value for k in self._pages)

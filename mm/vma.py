@@ -136,6 +136,13 @@ class VmOps(Protocol):
         ...
 
 
+def dax_fsync(vma: Vma, start: int, end: int) -> None:
+    """msync of a mapping of pmem: write back the dirty entries' cache lines, then flush
+    (``dax_writeback_mapping_range`` then the block device flush)."""
+    vma.mm.dax_writeback(start, end)
+    vma.mm.system.cpu.nvdimm_flush()
+
+
 class NoLifetimeHooks:
     """For backings that keep nothing per VMA or per leaf and want no write notice: the
     lifetime hooks of :class:`VmOps` do nothing, and leaves map writable at once."""
@@ -183,14 +190,8 @@ class BaseVmOps(NoLifetimeHooks):
         raise SIGBUS(f"{self.name}: no fault handler", code=BUS_ADRERR, addr=addr)
 
     def fsync(self, vma: Vma, start: int, end: int) -> None:
-        """A DAX file's fsync: write back the dirty entries' cache lines, then flush
-        (``dax_writeback_mapping_range`` then the block device flush)."""
-        vma.mm.dax_writeback(start, end)
-        vma.mm.system.cpu.nvdimm_flush()
+        dax_fsync(vma, start, end)
 
-
-
-Backing = Anonymous | VmOps
 
 
 @attrs.define(slots=True, eq=False)
@@ -202,7 +203,7 @@ class Vma:
     end: int
     prot: Prot
     shared: bool
-    backing: Any  # Backing: ANONYMOUS or a VmOps
+    backing: Any  # ANONYMOUS or a VmOps
     offset: int = 0
     max_fault: int = PUD_SIZE  # the largest entry a fault may install here
 
@@ -242,9 +243,6 @@ class Vma:
         r = "r" if self.prot & Prot.READ else "-"
         w = "w" if self.prot & Prot.WRITE else "-"
         return f"{r}{w}{'s' if self.shared else 'p'}"
-
-    def contains(self, addr: int) -> bool:
-        return self.start <= addr < self.end
 
     def offset_of(self, addr: int) -> int:
         """The backing offset of ``addr``."""
@@ -403,6 +401,5 @@ class PfnRangeOps(NoLifetimeHooks):
         raise SIGBUS(f"{self.name}: nothing maps {addr:#x}", code=BUS_ADRERR, addr=addr)
 
     def fsync(self, vma: Vma, start: int, end: int) -> None:
-        vma.mm.dax_writeback(start, end)
-        vma.mm.system.cpu.nvdimm_flush()
+        dax_fsync(vma, start, end)
 
