@@ -162,6 +162,26 @@ class DirectAccess(Protocol):
         """Reads survive poison and say how much they copied."""
         ...
 
+    @property
+    def layout_busy(self) -> bool:
+        """A filesystem can find pages of a range still pinned before it frees their
+        blocks (``dax_layout_busy_page``)."""
+        ...
+
+    @property
+    def linear(self) -> bool:
+        """Device offset ``o`` is at pfn ``pfn(0) + o // 4096``."""
+        ...
+
+    def set_holder(self, holder: Any) -> None:
+        """Register the device's one failure holder (``notify_failure``); a provider
+        whose era has none ignores it."""
+        ...
+
+    def put_holder(self, holder: Any) -> None:
+        """Unregister ``holder`` if it is the device's failure holder."""
+        ...
+
     def map(self, offset: int, length: int, holder: Any = None) -> DaxExtent:
         """kaddr and pfn for ``[offset, +length)`` (``offset`` page aligned); the extent
         may be shorter than asked. Raises what the variant refuses with."""
@@ -240,6 +260,12 @@ class _Pmem:
 
     #: Device offset ``o`` is at pfn ``base + o // 4096`` (the pmem is one range).
     linear: ClassVar[bool] = True
+
+    def set_holder(self, holder: Any) -> None:
+        return None  # before dax-ops (5.19) a device had no failure holder
+
+    def put_holder(self, holder: Any) -> None:
+        return None
     device: PmemDevice
 
     @property
@@ -566,8 +592,9 @@ class DaxOps(_Pmem):
             raise Busy(f"{self.device.name}: the dax device already has a holder")
         self.holder = holder
 
-    def put_holder(self) -> None:
-        self.holder = None
+    def put_holder(self, holder: Any) -> None:
+        if self.holder is holder:
+            self.holder = None
 
     # -- the uniform contract ----------------------------------------------------------
 

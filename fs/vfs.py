@@ -28,6 +28,7 @@ from fs.errors import (
     AccessDenied,
     BadFile,
     CrossDevice,
+    Exists,
     IsADirectory,
     NoEntry,
     NotADirectory,
@@ -86,7 +87,6 @@ class Stat:
 class Mount:
     path: str
     fs: ExtentFs
-    device: str
 
 
 @attrs.define(slots=True, eq=False)
@@ -235,8 +235,18 @@ class Vfs:
                 raise Busy(f"{disk.name} is already mounted on {m.path}")
         fs = mount(disk, self.mm, dax=dax, provider=provider, provider_error=provider_error,
                    busy=busy, metrics=self.metrics, trace=self.trace, name=disk.name)
-        self.mounts[path] = Mount(path, fs, disk.name)
+        self.mounts[path] = Mount(path, fs)
         return fs
+
+    def close_all(self) -> None:
+        """Close every open file (shutdown kills the processes that hold them)."""
+        for f in list(self._open):
+            f.close()
+
+    def umount_all(self) -> None:
+        """Unmount everything, innermost mount first."""
+        for path in sorted(self.mounts, reverse=True):
+            self.umount(path)
 
     def umount(self, path: str) -> None:
         path = _norm(path)
@@ -295,8 +305,6 @@ class Vfs:
         try:
             mnt, ino = self._walk(path)
             if fl & os.O_CREAT and fl & os.O_EXCL:
-                from fs.errors import Exists
-
                 raise Exists(f"{path}: exists")
         except NoEntry:
             if not fl & os.O_CREAT:

@@ -23,7 +23,7 @@ import attrs
 from block.genhd import Gendisk
 from nvdimm.bus import NvdimmBus
 from nvdimm.claim import DriverRegistry
-from nvdimm.errors import InvalidArgument, NotFound
+from nvdimm.errors import InvalidArgument, NotFound, NvdimmError
 from nvdimm.metrics import Metrics
 from nvdimm.platform.crash import CrashPolicy, CrashReport
 from nvdimm.platform.image import load_media, save_media
@@ -155,12 +155,10 @@ class Machine:
         """Clean shutdown: filesystems unmount (open files are closed first, as at
         shutdown), drivers flush as they detach, nothing is left in flight."""
         if self.vfs is not None:
-            for f in list(self.vfs._open):
-                f.close()
+            self.vfs.close_all()
             for p in list(self.mm.processes.values()):
-                p.exit()
-            for path in sorted(self.vfs.mounts, reverse=True):
-                self.vfs.umount(path)
+                p.exit()  # their mappings hold files open too
+            self.vfs.umount_all()
         for ns in self.bus.namespaces():
             self.bus.disable_namespace(ns.dev)
         self.platform.cpu.nvdimm_flush()
@@ -224,8 +222,6 @@ class Machine:
               busy: str = "wait") -> Any:
         """Mount the extentfs on namespace ``name``'s block device at ``path``
         (``dax=always|never|inode``, as ext4/xfs); returns the mounted filesystem."""
-        from nvdimm.errors import NvdimmError
-
         disk = self.block_device(name)
         provider, why = None, None
         if dax != "never":

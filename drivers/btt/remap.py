@@ -360,6 +360,8 @@ class BttDax:
 
     #: A device offset's pfn is not a fixed distance from another's (blocks move).
     linear: ClassVar[bool] = False
+    #: No struct pages behind a BTT's blocks, so nothing can pin them: nothing is busy.
+    layout_busy: ClassVar[bool] = True
     device: BttDevice
     policy: BttRemap
     _handles: dict[int, DaxHandle] = attrs.field(factory=dict, repr=False)
@@ -441,6 +443,12 @@ class BttDax:
         dev.metrics.c["dax.direct_access"] += 1
         self._trace("map", lba=offset // PAGE, block=postmap, handle=h.id)
         return DaxExtent(offset, PAGE, h.kaddr, h.pfn, PFN_DEV, h)
+
+    def set_holder(self, holder: Any) -> None:
+        return None  # holders are per mapping here (on_remap/on_error), not per device
+
+    def put_holder(self, holder: Any) -> None:
+        return None
 
     def release(self, extent: DaxExtent) -> None:
         if extent.handle is not None:

@@ -74,6 +74,10 @@ class Allocator:
             self.free_count = n
         return self.free_count
 
+    def available(self) -> int:
+        """Free blocks that may be handed out now (freed ones wait for the commit)."""
+        return self.count_free() - sum(k for _, k in self.pending)
+
     # -- changes ----------------------------------------------------------------------------
 
     def _set(self, block: int, n: int, used: bool) -> None:
@@ -98,9 +102,6 @@ class Allocator:
                 self.free_count += -k if used else k
             block += k
             n -= k
-
-    def mark_used(self, block: int, n: int) -> None:
-        self._set(block, n, True)
 
     def free(self, block: int, n: int) -> None:
         """Give ``[block, +n)`` back: cleared in the bitmap now, reusable after commit."""
@@ -173,9 +174,8 @@ class Allocator:
         when there are not that many free."""
         if want <= 0:
             return []
-        if self.count_free() - sum(k for _, k in self.pending) < want:
-            raise NoSpace(f"extentfs: {want} blocks wanted, "
-                          f"{self.count_free() - sum(k for _, k in self.pending)} free")
+        if self.available() < want:
+            raise NoSpace(f"extentfs: {want} blocks wanted, {self.available()} free")
         if (want == 1 and goal is not None and self.sb.data_start <= goal < self.sb.blocks
                 and not self.is_used(goal) and self._is_pending(goal, 1) < 0):
             self._set(goal, 1, True)  # the common append: the block after the last one

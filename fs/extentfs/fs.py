@@ -27,7 +27,7 @@ committed: the model has no timer (the kernel's jbd2 commits every 5 s).
 Limits, where they differ from a kernel filesystem: names of at most 58 bytes; no hard
 links or symlinks; a read fault on a DAX hole maps a 4 KiB zero page (there is no huge
 zero page), so a hole read before it is written may end up with 4 KiB entries; one
-operation that dirties more metadata blocks than one transaction holds (at most 508:
+operation that dirties more metadata blocks than one transaction holds (at most 509:
 e.g. freeing a file spread over more than 508 bitmap blocks, 63 GiB apart) is committed
 in pieces, so a crash can show it half done (fsck repairs the leaked blocks).
 """
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -56,6 +56,7 @@ from fs.extentfs.bitmap import Allocator
 from fs.extentfs.layout import (
     BLOCK,
     DATA_ALIGN_BLOCKS,
+    DIRENT_SIZE,
     DIRENTS_PER_BLOCK,
     EXTENTS_PER_BLOCK,
     FT_DIR,
@@ -78,6 +79,8 @@ from fs.extentfs.layout import (
     decode_inode,
     encode_extent_block,
     encode_inode,
+    slot_generation,
+    slot_in_use,
 )
 from mm.pagecache import PageCache
 from nvdimm.errors import (
@@ -130,7 +133,9 @@ class InodeState:
     unsynced: list[tuple[int, int]] = attrs.field(factory=list)
     mapping: FileMapping | None = None
     datasync_dirty: bool = False  # size or extents changed since the last commit
-    ordered: bool = False  # has data the next commit must write first
+    # DAX: blocks allocated since the last commit, whose mappings' dirty lines the commit
+    # writes back first (a buffered inode's ordered data is simply its dirty pages)
+    ordered: bool = False
 
     @property
     def ino(self) -> int:
@@ -250,7 +255,7 @@ class ExtentFs:
             # Delayed allocation happens inside the writeback, after which the data
             # goes out: if it needs blocks only a commit frees, commit first.
             holes = sum(1 for i in cache.dirty_indices() if self.bmap(st, i)[0] is None)
-            if holes > self.alloc.count_free() - sum(k for _, k in self.alloc.pending):
+            if holes > self.alloc.available():
                 self._count("fs.enospc_commits")
                 self._commit_metadata()
         self._in_writeback = True
@@ -280,7 +285,7 @@ class ExtentFs:
                 slot_end = min(stop, (ino // INODES_PER_BLOCK + 1) * INODES_PER_BLOCK)
                 while ino < slot_end:
                     o = (ino % INODES_PER_BLOCK) * INODE_SIZE
-                    if ino not in self.inodes and (not any(buf[o:o + 4])):
+                    if ino not in self.inodes and not slot_in_use(buf[o:o + INODE_SIZE]):
                         self._ino_hint = ino + 1
                         return ino
                     ino += 1
@@ -290,7 +295,7 @@ class ExtentFs:
         ino = self._alloc_ino()
         t = self.now()
         block, off = self.sb.inode_location(ino)
-        gen = int.from_bytes(self._read_meta(block)[off + 32:off + 36], "little") + 1
+        gen = slot_generation(self._read_meta(block)[off:off + INODE_SIZE]) + 1
         inode = Inode(ino, mode, flags, 0, 0, t, t, gen & 0xFFFFFFFF)
         st = InodeState(inode)
         self._setup_data_path(st)
@@ -355,7 +360,7 @@ class ExtentFs:
         lblk, j = divmod(slot, DIRENTS_PER_BLOCK)
         pblk, _ = ext.lookup(dir_st.inode.extents, lblk)
         assert pblk is not None
-        return pblk, j * 64
+        return pblk, j * DIRENT_SIZE
 
     def _dir_add(self, dir_st: InodeState, name: str, ino: int, ftype: int) -> None:
         d = self._dir(dir_st)
@@ -371,29 +376,29 @@ class ExtentFs:
             ext.insert(dir_st.inode.extents, Extent(lblk, b, 1))
             dir_st.inode.size += BLOCK
             slot = lblk * DIRENTS_PER_BLOCK
-        pblk, off = self._dir_slot_block(dir_st, slot)
-        self._dirty(pblk)[off:off + 64] = Dirent(ino, name, ftype).encode()
+        self._dir_write(dir_st, slot, Dirent(ino, name, ftype))
         d[name] = (ino, ftype, slot)
         t = self.now()
         dir_st.inode.mtime = dir_st.inode.ctime = t
+
+    def _dir_write(self, dir_st: InodeState, slot: int, ent: Dirent | None) -> None:
+        """Write directory slot ``slot`` (None: free it) as dirty metadata."""
+        pblk, off = self._dir_slot_block(dir_st, slot)
+        self._dirty(pblk)[off:off + DIRENT_SIZE] = (bytes(DIRENT_SIZE) if ent is None
+                                                     else ent.encode())
         self._mark(dir_st)
 
     def _dir_remove(self, dir_st: InodeState, name: str) -> None:
-        d = self._dir(dir_st)
-        _, _, slot = d.pop(name)
-        pblk, off = self._dir_slot_block(dir_st, slot)
-        self._dirty(pblk)[off:off + 64] = bytes(64)
+        _, _, slot = self._dir(dir_st).pop(name)
+        self._dir_write(dir_st, slot, None)
         t = self.now()
         dir_st.inode.mtime = dir_st.inode.ctime = t
-        self._mark(dir_st)
 
     def _dir_set(self, dir_st: InodeState, name: str, ino: int, ftype: int) -> None:
         d = self._dir(dir_st)
         _, _, slot = d[name]
-        pblk, off = self._dir_slot_block(dir_st, slot)
-        self._dirty(pblk)[off:off + 64] = Dirent(ino, name, ftype).encode()
+        self._dir_write(dir_st, slot, Dirent(ino, name, ftype))
         d[name] = (ino, ftype, slot)
-        self._mark(dir_st)
 
     def lookup(self, dir_ino: int, name: str) -> int:
         d = self._dir(self.iget(dir_ino))
@@ -419,7 +424,7 @@ class ExtentFs:
             self.commit()
 
     def _tx_estimate(self) -> int:
-        """An upper bound of the running transaction's blocks, in O(1): each dirty inode
+        """An estimate of the running transaction's blocks, in O(1): each dirty inode
         counts its table block and one extent block (a longer chain is rare, and an
         oversized commit still works, in pieces)."""
         return len(self.dirty_meta) + len(self.alloc.dirty) + 2 * len(self.dirty_inodes)
@@ -658,7 +663,6 @@ class ExtentFs:
         else:
             assert st.cache is not None
             st.cache.write(offset, data)
-            st.ordered = True
         if offset + n > st.inode.size:
             st.inode.size = offset + n
             self._mark(st)
@@ -877,12 +881,16 @@ class ExtentFs:
         if want > free:
             raise NoSpace(f"{self.name}: fallocate needs {want} blocks, {free} are free")
         for lb, n in holes:
-            for e in self._allocate(st, lb, n):
-                self._zero_blocks(e)
+            self.allocate_zeroed(st, lb, n)
         if not keep_size and offset + length > st.inode.size:
             st.inode.size = offset + length
         st.inode.ctime = self.now()
         self._mark(st)
+
+    def allocate_zeroed(self, st: InodeState, lblk: int, count: int) -> None:
+        """Map the holes ``[lblk, +count)`` to new blocks, zeroed on the device."""
+        for e in self._allocate(st, lblk, count):
+            self._zero_blocks(e)
 
     def _zero_blocks(self, e: Extent) -> None:
         if self.provider is not None:
@@ -922,7 +930,7 @@ class ExtentFs:
         self.unmap_range(st, first, last)
         if not st.dax:
             return
-        if not getattr(self.provider, "layout_busy", True):
+        if not self.provider.layout_busy:
             self._count("fs.dax.busy_unchecked")  # the 2016 contract cannot tell
             return
         busy = self._busy_pages(st, first, last)
@@ -946,7 +954,7 @@ class ExtentFs:
 
     def pfn_of_block(self, pblk: int) -> int | None:
         """The pfn of device block ``pblk`` for a linear provider (pmem), else None."""
-        if self.provider is None or not getattr(self.provider, "linear", True):
+        if self.provider is None or not self.provider.linear:
             return None
         if self._base_pfn is None:
             e = self.provider.map(0, BLOCK, self)
@@ -955,8 +963,10 @@ class ExtentFs:
         return self._base_pfn + pblk
 
     def _busy_pages(self, st: InodeState, first: int, last: int | None) -> list[Page]:
-        pgmap = getattr(getattr(self.provider, "device", None), "pgmap", None)
-        if pgmap is None:
+        p0 = self.pfn_of_block(0)
+        table = self.mm.pagemaps
+        pgmap = table.lookup(p0) if p0 is not None and table is not None else None
+        if pgmap is None:  # no struct pages (raw, memmap=none, BTT): nothing can be pinned
             return []
         busy = pgmap.busy_pages()
         if not busy:
@@ -975,7 +985,7 @@ class ExtentFs:
         """``xfs_dax_notify_failure``: media under device bytes ``[offset, +length)``
         failed. Unmap every leaf of a file over them, so the next access faults and is
         refused (SIGBUS) instead of consuming the poison."""
-        told = self._unmap_device_range(offset, length)
+        told = self.unmap_device_range(offset, length)
         self._count("fs.dax.failure_notices")
         self._event("fs.notify_failure", offset=offset, len=length, unmapped=told)
 
@@ -985,12 +995,15 @@ class ExtentFs:
 
     def on_remap(self, offset: int, length: int) -> None:
         """The provider will change device bytes ``[offset, +length)``: unmap them."""
-        self._unmap_device_range(offset, length)
+        self.unmap_device_range(offset, length)
 
-    def _unmap_device_range(self, offset: int, length: int) -> int:
+    def unmap_device_range(self, offset: int, length: int,
+                           inodes: Iterable[InodeState] | None = None) -> int:
+        """Unmap every leaf over device bytes ``[offset, +length)``, of ``inodes`` (default:
+        every cached inode). Returns leaves removed."""
         first, last = offset // BLOCK, -(-(offset + length) // BLOCK)
         told = 0
-        for st in list(self.inodes.values()):
+        for st in list(self.inodes.values() if inodes is None else inodes):
             if not st.leaves:
                 continue
             for e in st.inode.extents:
@@ -1095,7 +1108,6 @@ class ExtentFs:
         for st in self.inodes.values():
             if st.cache is not None and st.cache.nr_dirty:
                 self._writeback(st)
-                st.ordered = True
                 self.dirty_inodes.add(st.ino)
             elif st.dax and (st.leaves or st.unsynced):
                 self._dax_writeback(st)
@@ -1109,9 +1121,8 @@ class ExtentFs:
             raise Busy(f"{self.name}: {len(busy)} file(s) still open or mapped "
                        f"(inodes {', '.join(map(str, busy[:5]))})")
         self.sync()
-        put_holder = getattr(self.provider, "put_holder", None)
-        if put_holder is not None and getattr(self.provider, "holder", None) is self:
-            put_holder()
+        if self.provider is not None:
+            self.provider.put_holder(self)
         self.sb.state = STATE_CLEAN
         self.disk.write(0, self.sb.encode(), fua=True)
         self.disk.flush()
@@ -1132,7 +1143,7 @@ class ExtentFs:
                 st = self.inodes.get(ino)
                 if st is not None:
                     used += st.inode.in_use
-                elif 0 < ino < self.sb.inodes and any(raw[i * INODE_SIZE:i * INODE_SIZE + 2]):
+                elif 0 < ino < self.sb.inodes and slot_in_use(raw[i * INODE_SIZE:]):
                     used += 1
         return {"bsize": BLOCK, "blocks": self.sb.blocks - self.sb.data_start,
                 "bfree": self.alloc.count_free(), "files": self.sb.inodes - 1,
@@ -1235,12 +1246,12 @@ def mount(disk: Gendisk, mm: MemorySystem, *, dax: str = "never", provider: Any 
         else:
             fs.provider.release(probe)
             fs.dax_has_pages = bool(probe.has_page)
-        set_holder = getattr(fs.provider, "set_holder", None)
-        if set_holder is not None:
-            # fs_dax_get_by_bdev with holder ops (5.19); if another holder has the
-            # device, failures go there.
-            with contextlib.suppress(NvdimmError):
-                set_holder(fs)
+            if fs.provider.linear:
+                fs._base_pfn = probe.pfn
+        # fs_dax_get_by_bdev with holder ops (5.19); if another holder has the device,
+        # failures go there.
+        with contextlib.suppress(NvdimmError):
+            fs.provider.set_holder(fs)
     sb.state = STATE_MOUNTED
     sb.mount_count += 1
     disk.write(0, sb.encode(), fua=True)

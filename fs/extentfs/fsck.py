@@ -124,6 +124,7 @@ from fs.extentfs.layout import (
     encode_extent_block,
     encode_inode,
     encode_journal_super,
+    slot_in_use,
 )
 from nvdimm.errors import Busy, CorruptMetadata, MediaError, NvdimmError
 
@@ -523,7 +524,7 @@ class _Fsck:
 
     def _free_ino(self) -> int | None:
         for ino in range(2, self.sb.inodes):
-            if ino not in self.inodes and not any(self._slot(ino)[:4]):  # mode 0: free
+            if ino not in self.inodes and not slot_in_use(self._slot(ino)):
                 return ino
         return None
 

@@ -63,10 +63,10 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from fs.errors import NameTooLong
 from nvdimm.errors import CorruptMetadata, InvalidArgument
 
 BLOCK = 4096
-BLOCK_SHIFT = 12
 MAGIC = b"EXTENTFS"
 VERSION = 1
 INODE_SIZE = 256
@@ -192,9 +192,6 @@ class Superblock:
         return (self.inode_table_start + ino // INODES_PER_BLOCK,
                 (ino % INODES_PER_BLOCK) * INODE_SIZE)
 
-    @property
-    def metadata_blocks(self) -> int:
-        return self.data_start
 
 
 def plan(blocks: int, *, inodes: int | None = None, journal_blocks: int | None = None,
@@ -298,6 +295,16 @@ def decode_inode(ino: int, raw: bytes | bytearray | memoryview) -> tuple[Inode, 
     return Inode(ino, mode, flags, nlink, size, mtime, ctime, gen, extents, overflow), n - inline
 
 
+def slot_in_use(raw: bytes | bytearray | memoryview) -> bool:
+    """Whether an inode slot holds a live inode (mode not 0), without decoding it."""
+    return bool(raw[0] | raw[1])
+
+
+def slot_generation(raw: bytes | bytearray | memoryview) -> int:
+    """The generation a slot records (kept when the inode is freed)."""
+    return int.from_bytes(raw[32:36], "little")
+
+
 def _extent_at(raw: bytes | bytearray | memoryview, off: int) -> Extent:
     pblk, lblk, length = _EXTENT.unpack_from(raw, off)
     return Extent(lblk, pblk, length)
@@ -342,8 +349,6 @@ class Dirent:
 
 def check_name(name: str) -> bytes:
     """The bytes of a valid file name (ENAMETOOLONG / EINVAL otherwise)."""
-    from fs.errors import NameTooLong
-
     raw = name.encode()
     if not raw or "/" in name or "\0" in name or name in (".", ".."):
         raise InvalidArgument(f"{name!r} is not a valid file name")

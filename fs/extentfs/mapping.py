@@ -118,8 +118,7 @@ class FileMapping:
                 pblk, run = fs.bmap(st, b0)
                 if pblk is None and write and (run == 0 or run >= PMD_BLOCKS):
                     fs._begin()
-                    for e in fs._allocate(st, b0, PMD_BLOCKS):
-                        fs._zero_blocks(e)
+                    fs.allocate_zeroed(st, b0, PMD_BLOCKS)
                     pblk, run = fs.bmap(st, b0)
                 pfn = fs.pfn_of_block(pblk) if pblk is not None else None
                 if pblk is not None and run >= PMD_BLOCKS and pfn is not None \
@@ -138,8 +137,7 @@ class FileMapping:
             return vma.mm.system.zero_page(), PTE_SIZE, lblk, None
         if pblk is None:
             fs._begin()
-            for e in fs._allocate(st, lblk, 1):
-                fs._zero_blocks(e)
+            fs.allocate_zeroed(st, lblk, 1)
             pblk, _ = fs.bmap(st, lblk)
             assert pblk is not None
         hold = fs.provider.map(pblk * BLOCK, BLOCK, self)
@@ -158,7 +156,6 @@ class FileMapping:
         st = self.st
         assert st.cache is not None
         st.cache.set_dirty(lblk)
-        st.ordered = True
         self.fs._mark(st, datasync=False)
 
     # -- the rest of the VmOps contract --------------------------------------------------
@@ -201,17 +198,9 @@ class FileMapping:
     def on_remap(self, offset: int, length: int) -> None:
         """The provider is about to move device bytes ``[offset, +length)``: unmap every
         leaf of this file over them (the handles are released as the leaves go)."""
-        first, last = offset // BLOCK, -(-(offset + length) // BLOCK)
-        n = 0
-        for leaf in list(self.st.leaves.values()):
-            for i in range(leaf.size // BLOCK):
-                pblk, _ = self.fs.bmap(self.st, leaf.lblk + i)
-                if pblk is not None and first <= pblk < last:
-                    n += leaf.mm.zap(leaf.base, leaf.base + leaf.size)
-                    break
+        n = self.fs.unmap_device_range(offset, length, [self.st])
         if n:
             self.fs._count("fs.dax.remap_unmaps", n)
-            self.fs._count("fs.unmapped_leaves", n)
 
     def on_error(self, offset: int, length: int) -> None:
         """Media under the range failed: unmap it, so the next access faults and sees

@@ -2,8 +2,9 @@
 
 Writes the superblock, a bitmap with the metadata area and the root directory's block in
 use, an inode table holding only the root directory, an empty journal, then flushes.
-Everything is written before the superblock, so an interrupted mkfs leaves no valid
-filesystem behind rather than a half-made one.
+The superblock goes last, so an interrupted mkfs on a blank device leaves no valid
+filesystem; over an old extentfs, the old superblock still describes half-rewritten
+metadata, which fsck reports.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from fs.extentfs.layout import (
     encode_journal_super,
     plan,
 )
-from nvdimm.errors import InvalidArgument
+from nvdimm.errors import InvalidArgument, ReadOnly
 
-#: Zero the inode table and bitmap in pieces of this size (bounded memory).
+#: Zero the inode table in pieces of this size (bounded memory).
 _CHUNK = 256 * BLOCK
 
 
@@ -45,8 +46,6 @@ def mkfs(disk: Gendisk, *, size: int | None = None, inodes: int | None = None,
         raise InvalidArgument(f"mkfs size {size} does not fit {disk.name} ({disk.size} bytes)")
     sb = plan(size // BLOCK, inodes=inodes, journal_blocks=journal_blocks, uuid=uuid)
     if disk.read_only:
-        from nvdimm.errors import ReadOnly
-
         raise ReadOnly(f"{disk.name} is read-only")
     root_block = sb.data_start
     # The bitmap: every metadata block and the root directory's first block.

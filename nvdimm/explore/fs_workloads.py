@@ -183,7 +183,7 @@ def _truncate_pinned(m: Machine, variant: str) -> Outcome:
              "busy pages seen": m.metrics.c["fs.dax.busy_waits"],
              "pinned block freed": "yes" if outcome == "truncated" else "no",
              "other file blocks hit by the DMA": sum(ch.found != ch.expected for ch in checks),
-             "layout_busy": bool(getattr(fs.provider, "layout_busy", True))}
+             "layout_busy": bool(fs.provider.layout_busy)}
     return Outcome(checks, (), notes)
 
 
