@@ -56,9 +56,13 @@ def test_freed_blocks_are_not_reused_before_the_free_commits(dax: str) -> None:
 def test_enospc_with_nothing_pending_changes_nothing() -> None:
     m, _, fs = fs_machine(dax="always", size=16 * MiB, mkfs={"size": 2 * MiB + 64 * 4096})
     m.vfs.write_file("/mnt/a", b"a" * 4096, fsync=True)
+    m.vfs.write_file("/mnt/b", b"")
+    before = fs.statfs()
     with m.vfs.open("/mnt/b", "w") as f, pytest.raises(NoSpace):
         f.write(bytes((fs.alloc.count_free() + 1) * 4096))
     assert m.vfs.read_file("/mnt/a") == b"a" * 4096
+    assert m.vfs.stat("/mnt/b").size == 0 and fs.statfs() == before
+    assert m.metrics.c["fs.enospc_commits"] == 0
 
 
 class FsCrashMachine(RuleBasedStateMachine):

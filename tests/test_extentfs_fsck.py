@@ -937,7 +937,9 @@ def test_random_metadata_damage_is_repaired_in_one_run(damage):
             buf[o:o + 8] = b"\xff" * 8
         disk.write(b * BLOCK, bytes(buf))
     disk.flush()
+    image = disk.read(0, disk.size)
     looked = fsck(disk)  # writes nothing, and lists what the repair will do
+    assert disk.read(0, disk.size) == image
     first = fsck(disk, repair=True)
     assert first.exit_code in (EXIT_OK, EXIT_CORRECTED), first.render()
     assert looked.problems == first.problems
