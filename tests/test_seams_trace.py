@@ -34,6 +34,17 @@ def test_unknown_seam_or_variant_names_the_choices():
         seams.seam("persistence").info("nope")
 
 
+@pytest.fixture(autouse=True)
+def _forget_test_variants():
+    """Variants these tests register leave the catalogue afterwards."""
+    before = {s.name: dict(s.variants) for s in seams.all_seams()}
+    yield
+    for s in seams.all_seams():
+        if s.name in before:
+            s.variants.clear()
+            s.variants.update(before[s.name])
+
+
 def test_a_variant_registered_by_decorator_drives_a_machine():
     @seams.variant("persistence", "test-eadr-like", history="test", tradeoffs="test")
     @attrs.frozen
