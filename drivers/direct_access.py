@@ -260,6 +260,23 @@ class _Pmem:
 
     #: Device offset ``o`` is at pfn ``base + o // 4096`` (the pmem is one range).
     linear: ClassVar[bool] = True
+    name: ClassVar[str]  # each variant's
+
+    # What a provider without mapping lifetimes does (bdev-2016, dax-ops; widened
+    # overrides all three): it never knew of a mapping, so it tells nobody.
+
+    def release(self, extent: DaxExtent) -> None:
+        return None
+
+    def remap(self, offset: int, length: int,
+              change: Callable[[], None] | None = None) -> RemapReport:
+        self._check_range(offset, length)
+        (change or self._default_change(offset, length))()
+        self._trace("remap", variant=self.name, offset=offset, len=length, notified=0)
+        return RemapReport(0, None, True)
+
+    def outstanding(self, offset: int, length: int) -> int | None:
+        return None
 
     def set_holder(self, holder: Any) -> None:
         return None  # before dax-ops (5.19) a device had no failure holder
@@ -432,9 +449,6 @@ class Bdev2016(_Pmem):
         ctl = self.bdev_direct_access(offset // SECTOR, length)
         return self._extent(offset, ctl.avail)
 
-    def release(self, extent: DaxExtent) -> None:
-        return None  # nothing to release: the provider never knew
-
     def read(self, offset: int, n: int) -> bytes:
         self._check_range(offset, n)
         try:
@@ -455,19 +469,10 @@ class Bdev2016(_Pmem):
         cpu.store(self.device.spa + offset, bytes(length))
         cpu.writeback(self.device.spa + offset, length)
 
-    def remap(self, offset: int, length: int,
-              change: Callable[[], None] | None = None) -> RemapReport:
-        self._check_range(offset, length)
-        (change or self._default_change(offset, length))()
-        self._trace("remap", variant=self.name, offset=offset, len=length, notified=0)
-        return RemapReport(0, None, True)
-
     def media_error(self, offset: int, length: int) -> int:
         self._trace("media_error", variant=self.name, offset=offset, len=length, notified=0)
         return 0
 
-    def outstanding(self, offset: int, length: int) -> int | None:
-        return None
 
 
 # -- dax-ops ----------------------------------------------------------------------------------
@@ -604,9 +609,6 @@ class DaxOps(_Pmem):
         pages, _, _ = self.direct_access(offset // PAGE, -(-length // PAGE))
         return self._extent(offset, pages * PAGE)
 
-    def release(self, extent: DaxExtent) -> None:
-        return None
-
     def read(self, offset: int, n: int) -> bytes:
         return self.copy_to_iter(offset, n)[0]
 
@@ -619,13 +621,6 @@ class DaxOps(_Pmem):
         for pg in range(offset // PAGE, (offset + length) // PAGE):
             self.zero_page_range(pg)
 
-    def remap(self, offset: int, length: int,
-              change: Callable[[], None] | None = None) -> RemapReport:
-        self._check_range(offset, length)
-        (change or self._default_change(offset, length))()
-        self._trace("remap", variant=self.name, offset=offset, len=length, notified=0)
-        return RemapReport(0, None, True)
-
     def media_error(self, offset: int, length: int) -> int:
         told = 0
         if self.holder is not None:
@@ -635,8 +630,6 @@ class DaxOps(_Pmem):
                     notified=told)
         return told
 
-    def outstanding(self, offset: int, length: int) -> int | None:
-        return None
 
 
 # -- widened ------------------------------------------------------------------------------------
