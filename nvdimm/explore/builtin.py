@@ -28,7 +28,6 @@ processes and Dask workers.
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from typing import Any
@@ -37,7 +36,7 @@ import attrs
 
 from nvdimm.errors import InvalidArgument, NotAvailableYet
 from nvdimm.explore.compare import Comparison, compare
-from nvdimm.explore.experiment import Check, Experiment, Outcome, Workload
+from nvdimm.explore.experiment import Check, Experiment, Outcome, Workload, tagged_block
 from nvdimm.explore.fs_workloads import (
     SCENARIOS,
     STACKS,
@@ -56,14 +55,6 @@ from nvdimm.units import KiB, MiB, parse_size
 
 BLOCK = 4096
 NS_SIZE = 16 * MiB
-
-
-def tagged_block(seed: int, tag: int, index: int) -> bytes:
-    """A 4 KiB block whose every 8-byte word is non-zero and names itself (seed, pattern,
-    block, word), so a torn block shows which words made it and none equals the zeros
-    that were there before."""
-    head = (1 << 63) | (seed & 0xFFFF) << 40 | (tag & 0xFF) << 32 | (index & 0xFFFF) << 16
-    return struct.pack(f"<{BLOCK // 8}Q", *(head | w for w in range(BLOCK // 8)))
 
 
 class _App:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import struct
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -531,3 +532,14 @@ def _convert(key: str, text: str, like: Any) -> Any:
     except (ValueError, InvalidArgument):
         raise InvalidArgument(f"--vary {key}: {text!r} is not a {type(like).__name__}") from None
     return text
+
+
+# -- data a workload writes ---------------------------------------------------------------
+
+
+def tagged_block(seed: int, tag: int, index: int) -> bytes:
+    """A 4 KiB block whose every 8-byte word is non-zero and names itself (seed, pattern,
+    block, word), so a torn block shows which words made it and none equals the zeros
+    that were there before."""
+    head = (1 << 63) | (seed & 0xFFFF) << 40 | (tag & 0xFF) << 32 | (index & 0xFFFF) << 16
+    return struct.pack(f"<{4096 // 8}Q", *(head | w for w in range(4096 // 8)))

@@ -14,7 +14,7 @@ from mm.fault import SIGBUS
 from mm.gup import pin_user_pages
 from nvdimm import ndctl
 from nvdimm.errors import InvalidArgument, NvdimmError
-from nvdimm.explore.experiment import Check, Outcome
+from nvdimm.explore.experiment import Check, Outcome, tagged_block
 from nvdimm.machine import Machine
 from nvdimm.platform.crash import policy_from_name
 from nvdimm.units import MiB
@@ -31,8 +31,6 @@ def _fs(m: Machine, mode: str, dax: str, **kw: Any) -> tuple[str, Any]:
 
 def _block(tag: int, i: int, seed: int) -> bytes:
     """4 KiB naming itself in every 8-byte word, never zero (see tagged_block)."""
-    from nvdimm.explore.builtin import tagged_block
-
     return tagged_block(seed, tag, i)
 
 
@@ -48,14 +46,14 @@ def btt_remap_workload(m: Machine, blocks: int = 8, writes: int = 2) -> Outcome:
     files is checked against what the workload wrote, in the order it wrote it."""
     if not 1 <= writes <= blocks:
         raise InvalidArgument(f"writes must be between 1 and blocks ({blocks}), not {writes}")
-    variant = m.config.btt_remap
     seed = m.config.seed
     name = ndctl.create_namespace(m, mode="sector", size=FS_SIZE, sector_size=4096)["blockdev"]
     m.mkfs(name)
     try:
-        m.mount(name, "/mnt", dax="always")
+        policy = m.mount(name, "/mnt", dax="always").provider.policy
         dax = "yes"
     except NvdimmError as e:
+        policy = None
         dax = f"refused ({type(e).__name__})"
         m.mount(name, "/mnt", dax="never")
     v = m.vfs
@@ -91,11 +89,6 @@ def btt_remap_workload(m: Machine, blocks: int = 8, writes: int = 2) -> Outcome:
     checks += [Check(f"other file[{i}]", other[i], found_other[i], durable=True,
                      group="other file") for i in range(blocks)]
     c = m.metrics.c
-    policy = None
-    if dax == "yes":
-        from nvdimm.seams import seam
-
-        policy = seam("btt_remap").create(variant)
     notes = {
         "dax": dax,
         "block writes to mapped blocks": len(rewritten) if dax == "yes" else 0,
@@ -135,12 +128,11 @@ def direct_access_workload(m: Machine, scenario: str = "truncate-pinned") -> Out
     if scenario not in SCENARIOS:
         raise InvalidArgument(f"scenario must be one of {', '.join(SCENARIOS)}, not "
                               f"{scenario!r}")
-    variant = m.config.direct_access
     if scenario == "dax-over-btt":
-        return _dax_over_btt(m, variant)
+        return _dax_over_btt(m)
     if scenario == "media-error":
-        return _media_error(m, variant)
-    return _truncate_pinned(m, variant)
+        return _media_error(m)
+    return _truncate_pinned(m)
 
 
 def _mapped_file(m: Machine, path: str, comm: str) -> tuple[str, Any, Any, Any, int,
@@ -156,7 +148,7 @@ def _mapped_file(m: Machine, path: str, comm: str) -> tuple[str, Any, Any, Any, 
     return name, fs, p, f, f.mmap(p, 4 * BLOCK), blocks
 
 
-def _truncate_pinned(m: Machine, variant: str) -> Outcome:
+def _truncate_pinned(m: Machine) -> Outcome:
     seed = m.config.seed
     v = m.vfs
     _, fs, p, f, a, _ = _mapped_file(m, "/mnt/buffer", "dma-app")
@@ -187,7 +179,7 @@ def _truncate_pinned(m: Machine, variant: str) -> Outcome:
     return Outcome(checks, (), notes)
 
 
-def _media_error(m: Machine, variant: str) -> Outcome:
+def _media_error(m: Machine) -> Outcome:
     v = m.vfs
     name, fs, p, f, a, blocks = _mapped_file(m, "/mnt/data", "app")
     for i in range(4):
@@ -195,7 +187,7 @@ def _media_error(m: Machine, variant: str) -> Outcome:
     pblk, _ = fs.bmap(fs.iget(f.ino), 1)
     dev_off = pblk * BLOCK
     ns = m.bus.namespace(name)
-    data_offset = fs.provider.device.spa - ns.spa
+    data_offset = fs.provider.device.data_offset
     ndctl.inject_error(m, ns.dev, block=(data_offset + dev_off) // 512, count=8)
     told = fs.provider.media_error(dev_off, BLOCK)  # the platform reports it (ARS/MCE)
     c = m.metrics.c
@@ -234,7 +226,7 @@ def _safe_read(v: Any, i: int) -> bytes:
         return bytes(BLOCK)
 
 
-def _dax_over_btt(m: Machine, variant: str) -> Outcome:
+def _dax_over_btt(m: Machine) -> Outcome:
     name = ndctl.create_namespace(m, mode="sector", size=FS_SIZE, sector_size=4096)["blockdev"]
     m.mkfs(name)
     try:
