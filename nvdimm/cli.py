@@ -75,11 +75,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                         interleave=args.interleave, persistence=args.persistence,
                         tracking=not args.no_crash_tracking, seed=args.seed,
                         direct_access=args.direct_access, btt_remap=args.btt_remap)
-    from nvdimm.seams import seam
-
-    for name in ("direct_access", "btt_remap"):
-        seam(name).info(getattr(cfg, name))  # an unknown variant: say which there are
-    m = Machine.create(cfg)
+    m = Machine.create(cfg)  # refuses an unknown variant, naming those there are
     if cfg.label_size and not args.no_labels:
         m.init_labels(args.label_version)
     m.save(d)

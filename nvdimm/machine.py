@@ -72,6 +72,19 @@ class MachineConfig:
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
+    def check_seams(self) -> None:
+        """Every field that names a seam's variant names one that exists (InvalidArgument
+        naming the variants there are, before anything is built)."""
+        for name in seam_fields():
+            seam(name).info(getattr(self, name))
+
+
+def seam_fields() -> set[str]:
+    """The MachineConfig fields that pick a seam's variant: those named after a seam."""
+    from nvdimm.seams import all_seams
+
+    return {s.name for s in all_seams()} & {f.name for f in attrs.fields(MachineConfig)}
+
 
 def default_drivers() -> DriverRegistry:
     """The drivers a stock machine loads (more join as their issues land)."""
@@ -116,6 +129,7 @@ class Machine:
         metrics = Metrics()
         table = table or build_table(dimms=config.dimms, dimm_size=config.dimm_size,
                                      label_size=config.label_size, interleave=config.interleave)
+        config.check_seams()
         rule = seam("persistence").create(config.persistence)
         if media is None:
             media = [DimmMedia.blank(d.capacity, d.label_size) for d in table.dimms]

@@ -51,7 +51,7 @@ import attrs
 from nvdimm.errors import InvalidArgument, NvdimmError
 from nvdimm.explore.cost import CostEstimate, estimate, preset
 from nvdimm.explore.invariants import WORD, check_invariants, invariants
-from nvdimm.machine import Machine, MachineConfig
+from nvdimm.machine import Machine, MachineConfig, seam_fields
 from nvdimm.platform.crash import CrashReport
 from nvdimm.seams import VariantInfo, all_seams, seam
 from nvdimm.trace import Event
@@ -381,7 +381,7 @@ def _config_fields() -> dict[str, attrs.Attribute[Any]]:
 
 def _seam_fields() -> set[str]:
     """MachineConfig fields that pick a seam variant."""
-    return {s.name for s in all_seams()} & set(_config_fields())
+    return seam_fields()
 
 
 def workload_params(workload: Workload) -> dict[str, Any] | None:
