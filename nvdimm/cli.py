@@ -442,7 +442,7 @@ def cmd_fs(args: argparse.Namespace) -> int:
     error saves nothing, so the machine is as it was."""
     import os
 
-    from fs import errors as fs_errors
+    from fs.errors import PathError
 
     verb = args.fs_command
     if verb == "put":
@@ -455,7 +455,7 @@ def cmd_fs(args: argparse.Namespace) -> int:
         if not (verb == "put" and args.no_sync):
             m.vfs.umount(FS_MOUNT)
     except NvdimmError as e:
-        path_error = type(e).__module__ == fs_errors.__name__
+        path_error = isinstance(e, PathError)
         text = f"{args.path}: {os.strerror(e.errno)}" if path_error else e.message
         print(f"nvdimm fs {verb}: error: {text}", file=sys.stderr)
         return 1

@@ -259,8 +259,7 @@ class Arena:
 
     def map_lookup(self, premap: int) -> int:
         """The postmap block ``premap`` reads from (flags stripped; initial = identity)."""
-        raw = self.map_raw(premap)
-        return raw & MAP_LBA_MASK if raw >> 30 else premap
+        return map_decode(self.map_raw(premap), premap)[0]
 
     def map_set_error(self, premap: int, postmap: int) -> None:
         """Persistently mark ``premap`` bad (E flag), as a failed read does."""
