@@ -12,9 +12,11 @@ from nvdimm.units import MiB
 
 def fs_machine(*, mode: str = "fsdax", dax: str = "always", size: int = 64 * MiB,
                memmap: str | None = None, busy: str = "wait", sector_size: int | None = None,
-               mkfs: dict[str, Any] | None = None, **config: Any) -> tuple[Machine, str, ExtentFs]:
+               mkfs: dict[str, Any] | None = None, formatted: bool = True, mount: bool = True,
+               **config: Any) -> tuple[Machine, str, Any]:
     """A one-DIMM machine with one namespace of ``mode`` holding a fresh extentfs mounted
-    at /mnt. ``memmap`` re-registers the fsdax driver with that memmap variant."""
+    at /mnt (the ExtentFs is returned; None when ``mount`` or ``formatted`` is False).
+    ``memmap`` re-registers the fsdax driver with that memmap variant."""
     cfg = {"dimms": 1, "dimm_size": 256 * MiB, **config}
     m = Machine.create(MachineConfig(**cfg))
     if memmap is not None:
@@ -28,7 +30,11 @@ def fs_machine(*, mode: str = "fsdax", dax: str = "always", size: int = 64 * MiB
     if sector_size is not None:
         kw["sector_size"] = sector_size
     name = ndctl.create_namespace(m, **kw)["blockdev"]
+    if not formatted:
+        return m, name, None
     m.mkfs(name, **(mkfs or {}))
+    if not mount:
+        return m, name, None
     fs = m.mount(name, "/mnt", dax=dax, busy=busy)
     return m, name, fs
 

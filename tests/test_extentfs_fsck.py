@@ -34,8 +34,9 @@ from fs.extentfs.layout import (
 )
 from nvdimm import ndctl
 from nvdimm.errors import Busy, CorruptMetadata, NvdimmError
-from nvdimm.machine import Machine, MachineConfig
+from nvdimm.machine import Machine
 from nvdimm.platform.crash import KeepNothing, RandomCrash
+from tests.fs_helpers import fs_machine
 
 MNT = "/mnt"
 FILES = {"/d/a": bytes(range(256)) * 80, "/b": b"b" * 5000, "/c": b"see" * 3000,
@@ -43,10 +44,8 @@ FILES = {"/d/a": bytes(range(256)) * 80, "/b": b"b" * 5000, "/c": b"see" * 3000,
 
 
 def machine(tracking: bool = False) -> tuple[Machine, str]:
-    m = Machine.create(MachineConfig(dimms=1, dimm_size=256 << 20, tracking=tracking))
-    m.init_labels()
-    name = ndctl.create_namespace(m, mode="fsdax", size="64M")["blockdev"]
-    m.mkfs(name)
+    """A formatted, unmounted 64 MiB fsdax extentfs."""
+    m, name, _ = fs_machine(tracking=tracking, mount=False)
     return m, name
 
 
@@ -215,9 +214,7 @@ def test_fsck_refuses_a_mounted_filesystem_unless_forced_read_only():
 
 
 def test_an_unformatted_device_has_nothing_to_check():
-    m = Machine.create(MachineConfig(dimms=1, dimm_size=256 << 20, tracking=False))
-    m.init_labels()
-    name = ndctl.create_namespace(m, mode="fsdax", size="64M")["blockdev"]
+    m, name, _ = fs_machine(tracking=False, formatted=False)
     with pytest.raises(CorruptMetadata, match="no extentfs superblock: run mkfs first"):
         fsck(m.block_device(name))
 
@@ -600,10 +597,7 @@ def test_a_hand_made_transaction_is_checked_as_replayed_without_repair():
 
 
 def test_pass1_an_unreadable_inode_table_block_is_rewritten_and_its_inodes_lost():
-    m = Machine.create(MachineConfig(dimms=1, dimm_size=256 << 20, tracking=False))
-    m.init_labels()
-    name = ndctl.create_namespace(m, mode="raw", size="64M")["blockdev"]  # no info block
-    m.mkfs(name)
+    m, name, _ = fs_machine(mode="raw", tracking=False, mount=False)  # no info block
     m.mount(name, MNT)
     files = {f"/f{i}": bytes([i]) * (i * 100 + 1) for i in range(2, 24)}
     for path, data in files.items():
