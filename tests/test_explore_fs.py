@@ -23,6 +23,8 @@ def _counts(r: Any, group: str) -> dict[str, int]:
 def test_btt_remap_unsafe_corrupts_and_the_other_variants_do_not() -> None:
     n = _notes("btt-remap")
     assert n[("unsafe",)]["corrupted blocks"] > 0
+    # both ways: the file lost stores, and another file got them
+    assert n[("unsafe",)]["statuses"]["corrupt"] >= 2
     assert n[("notify-holder",)]["corrupted blocks"] == 0
     assert n[("notify-holder",)]["holder notifications"] > 0
     assert n[("defer",)]["corrupted blocks"] == 0
@@ -79,7 +81,7 @@ def test_the_example_scripts_run_and_show_their_point() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    want = {"dax_on_btt.py": "unsafe: dax yes, corrupted blocks 2",
+    want = {"dax_on_btt.py": "unsafe: dax yes, corrupted blocks 3",
             "dax_contract.py": "kernel machine check",
             "persistence_stack.py": "mmap store (no msync)",
             "fs_paths.py": "re-read (each): pmem MiB moved"}

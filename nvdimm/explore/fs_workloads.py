@@ -41,8 +41,8 @@ def btt_remap_workload(m: Machine, blocks: int = 8, writes: int = 2) -> Outcome:
     """A file on a sector (BTT, 4 KiB sectors) namespace, mounted with DAX when the
     machine's ``btt_remap`` variant allows it (page cache otherwise). A process maps the
     file and stores a tag into every block; write(2) then rewrites ``writes`` blocks (a
-    BTT block write moves each); the process stores a second tag into every block; a
-    second file is written (the lanes reuse their free blocks). Every block of both
+    BTT block write moves each); a second file is written (the lanes reuse their free
+    blocks); the process stores a second tag into every block. Every block of both
     files is checked against what the workload wrote, in the order it wrote it."""
     if not 1 <= writes <= blocks:
         raise InvalidArgument(f"writes must be between 1 and blocks ({blocks}), not {writes}")
@@ -72,14 +72,14 @@ def btt_remap_workload(m: Machine, blocks: int = 8, writes: int = 2) -> Outcome:
         data = _block(1, i, seed)
         f.pwrite(data, i * BLOCK)
         expect[i][:] = data
-    for i in range(blocks):
-        p.store(a + i * BLOCK + 8, b"MAP2" + bytes([i]))
-        expect[i][8:13] = b"MAP2" + bytes([i])
-    p.msync(a, blocks * BLOCK)
     other = [_block(2, i, seed) for i in range(blocks)]
-    with v.open("/mnt/other", "w+") as g:
+    with v.open("/mnt/other", "w+") as g:  # the lanes reuse the blocks the BTT freed
         g.write(b"".join(other))
         g.fsync()
+        for i in range(blocks):  # then the mapping is used again
+            p.store(a + i * BLOCK + 8, b"MAP2" + bytes([i]))
+            expect[i][8:13] = b"MAP2" + bytes([i])
+        p.msync(a, blocks * BLOCK)
         found_other = [g.pread(BLOCK, i * BLOCK) for i in range(blocks)]
     found = [f.pread(BLOCK, i * BLOCK) for i in range(blocks)]
     p.munmap(a, blocks * BLOCK)
